@@ -1,0 +1,403 @@
+"""The training loop: `train(cfg, run_dir, report)` -> `train_epoch` -> `d_step` / `g_step`."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from torch.utils.tensorboard import SummaryWriter
+from torchvision.utils import make_grid, save_image
+
+from gan import checkpoint as ck
+from gan.config import Config, GanError, make_config, save_config, to_dict
+from gan.data import augment, load_split, to_float
+from gan.losses import d_loss, g_loss
+from gan.models import build_models, count_params
+
+log = logging.getLogger(__name__)
+
+Report = Callable[[dict, "str | None"], None]
+# keys that may change when a run resumes; anything else would make the checkpoint meaningless
+RESUMABLE = {
+    "name",
+    "epochs",
+    "eval_every",
+    "sample_every",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "device",
+    "amp",
+    "compile",
+    "data_dir",
+    "fid_samples",
+    "fid_ref_split",
+    "fid_weights",
+    "kid",
+    "prc",
+    "metric",
+}
+STATS = ("d_loss", "g_loss", "d_real", "d_fake", "d_acc_real", "d_acc_fake")
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' picks CUDA when present; asking for CUDA without one is a clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise GanError(f"config key 'device': {name!r} but no CUDA GPU is visible; use device=cpu")
+    return torch.device(name)
+
+
+# -- one step ---------------------------------------------------------------------------------
+
+
+def d_step(D, opt_d, real, fake, y_real, y_fake, cfg: Config) -> torch.Tensor:
+    """One D update on a real and a (detached) fake batch; returns the stats row (no host sync)."""
+    d_real = D(real, y_real)
+    d_fake = D(fake.detach(), y_fake)
+    loss = d_loss(d_real, d_fake, cfg.loss, cfg.label_smoothing, cfg.label_noise)
+    opt_d.zero_grad(set_to_none=True)
+    loss.backward()
+    opt_d.step()
+    with torch.no_grad():
+        d_r, d_f = d_real.float(), d_fake.float()
+        return torch.stack(
+            [
+                loss.detach(),
+                torch.sigmoid(d_r).mean(),
+                torch.sigmoid(d_f).mean(),
+                (d_r > 0).float().mean(),
+                (d_f < 0).float().mean(),
+            ]
+        )
+
+
+def g_step(G, D, opt_g, fake, y_fake, cfg: Config) -> torch.Tensor:
+    """One G update through a frozen D (seed 000): D gets no gradients and its weights stay put."""
+    D.requires_grad_(False)
+    try:
+        loss = g_loss(D(fake, y_fake), cfg.loss)
+        opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_g.step()
+    finally:
+        D.requires_grad_(True)
+    return loss.detach()
+
+
+@torch.no_grad()
+def ema_update(G_ema: nn.Module, G: nn.Module, decay: float) -> None:
+    """G_ema <- decay * G_ema + (1 - decay) * G; buffers (BatchNorm statistics) are copied."""
+    torch._foreach_lerp_(list(G_ema.parameters()), list(G.parameters()), 1.0 - decay)
+    for b_ema, b in zip(G_ema.buffers(), G.buffers(), strict=True):
+        b_ema.copy_(b)
+
+
+# -- one epoch --------------------------------------------------------------------------------
+
+
+def train_epoch(G, D, G_ema, opt_g, opt_d, real, labels, cfg: Config, step: int, progress=None):
+    """One pass over the device-resident uint8 `real`; returns (stats tensor, images, new step)."""
+    device = real.device
+    n, B = real.shape[0], cfg.batch_size
+    perm = torch.randperm(n).to(device)  # the global CPU RNG: saved in checkpoints for exact resume
+    n_cls = G.num_classes
+    amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda")
+    sums = torch.zeros(len(STATS), device=device)  # accumulated on device, read once per epoch
+    steps = n // B  # drop the last partial batch: BatchNorm misbehaves on tiny batches
+    g_steps = 0
+    for i in range(steps):
+        idx = perm[i * B : (i + 1) * B]
+        x = to_float(real[idx])  # (B, C, H, W) in [-1, 1]
+        if cfg.hflip or cfg.rotate or cfg.zoom:
+            x = augment(x, cfg.hflip, cfg.rotate, cfg.zoom)  # real images only (seed 000)
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        y_real = labels[idx] if n_cls else None
+        y_fake = torch.randint(0, n_cls, (B,), device=device) if n_cls else None
+        do_g = (i + 1) % cfg.d_steps == 0
+        z = torch.randn(B, G.latent_dim, device=device)
+        with amp:
+            # ---- D step: real vs fake ---------------------------------------------------------
+            with torch.set_grad_enabled(do_g):  # keep G's graph only when G steps on this batch
+                fake = G(z, y_fake)
+            row = d_step(D, opt_d, x, fake, y_real, y_fake, cfg)
+            # ---- G step: fool the frozen D ----------------------------------------------------
+            if do_g:
+                gl = g_step(G, D, opt_g, fake, y_fake, cfg)
+                g_steps += 1
+                step += 1
+                if G_ema is not None:
+                    # warm-up: a short run must not sample from an almost untrained G_ema
+                    ema_update(G_ema, G, min(cfg.ema_decay, (1 + step) / (10 + step)))
+            else:
+                gl = torch.zeros((), device=device)
+        sums += torch.cat([row[:1], gl.view(1).float() * cfg.d_steps, row[1:]])
+        if progress is not None:
+            progress(i + 1, steps)
+    sums /= max(steps, 1)
+    return sums, steps * B, step
+
+
+# -- the run ----------------------------------------------------------------------------------
+
+
+class Progress:
+    """A one-line progress bar on stderr, only when it is a terminal."""
+
+    def __init__(self, epoch: int, epochs: int):
+        self.prefix, self.on = f"epoch {epoch}/{epochs}", sys.stderr.isatty()
+
+    def __call__(self, i: int, n: int) -> None:
+        if self.on and (i == n or i % 10 == 0):
+            bar = "#" * int(30 * i / n)
+            end = "\n" if i == n else ""
+            print(f"\r{self.prefix} [{bar:<30}] {i}/{n}", end=end, file=sys.stderr, flush=True)
+
+
+def check_resumable(saved: Config, cfg: Config, run_dir: Path) -> None:
+    """Refuse to resume a run with a different model, data or optimiser."""
+    a, b = to_dict(saved), to_dict(cfg)
+    changed = sorted(k for k in a if k not in RESUMABLE and a[k] != b[k])
+    if changed:
+        diffs = ", ".join(f"{k}: {a[k]!r} -> {b[k]!r}" for k in changed)
+        raise GanError(
+            f"run directory {run_dir} was trained with other settings ({diffs}); "
+            "pass a new --out to start a new run, or drop those overrides"
+        )
+
+
+def sample_grid(G: nn.Module, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    """A grid image (C, H, W) in [0, 1] from fixed noise, G left in its previous mode."""
+    was = G.training
+    G.eval()
+    with torch.no_grad():
+        x = G(z, y).float()
+    G.train(was)
+    return make_grid(x, nrow=8, normalize=True, value_range=(-1, 1))
+
+
+def _write_json(path: Path, row: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def _maybe_compile(m: nn.Module, enabled: bool) -> nn.Module:
+    if not enabled:
+        return m
+    try:
+        return torch.compile(m)
+    except Exception as e:  # noqa: BLE001  (backend problems vary by platform)
+        log.warning("torch.compile unavailable (%s); running eager", e)
+        return m
+
+
+def train(cfg: Config, run_dir: str | Path, report: Report | None = None) -> dict:
+    """Train (or resume) a GAN in run_dir; report(metrics, checkpoint_dir) at each evaluation."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(cfg.device)
+    resumed = ck.latest_good(run_dir)
+    if resumed:
+        check_resumable(make_config(resumed[1]["config"]), cfg, run_dir)
+    save_config(cfg, run_dir / "config.yaml")
+    torch.manual_seed(cfg.seed)
+
+    data = load_split(cfg, "train")
+    if len(data) < cfg.batch_size:
+        raise GanError(
+            f"dataset has {len(data)} images, fewer than one batch (batch_size="
+            f"{cfg.batch_size}); lower batch_size or add images"
+        )
+    G, D = build_models(cfg, data.num_classes)
+    G, D = G.to(device), D.to(device)
+    if device.type == "cuda":
+        G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False) if cfg.ema_decay > 0 else None
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
+    sched_g = torch.optim.lr_scheduler.ExponentialLR(opt_g, gamma=cfg.lr_decay)
+    sched_d = torch.optim.lr_scheduler.ExponentialLR(opt_d, gamma=cfg.lr_decay)
+
+    evaluator = None
+    if cfg.eval_every >= 0:  # built before training so that missing weights fail first
+        from gan.metrics import make_evaluator
+
+        evaluator = make_evaluator(cfg, device)
+
+    epoch, step, best = 0, 0, math.inf
+    if resumed:
+        path, state = resumed
+        G.load_state_dict(state["G"])
+        D.load_state_dict(state["D"])
+        if G_ema is not None and state.get("G_ema") is not None:
+            G_ema.load_state_dict(state["G_ema"])
+        opt_g.load_state_dict(state["opt_g"])
+        opt_d.load_state_dict(state["opt_d"])
+        sched_g.load_state_dict(state["sched_g"])
+        sched_d.load_state_dict(state["sched_d"])
+        epoch, step = state["epoch"], state["step"]
+        best = state.get("best_metric", math.inf)
+        torch.set_rng_state(state["rng"]["cpu"])
+        if device.type == "cuda" and state["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(state["rng"]["cuda"], device)
+        log.info("resumed %s at epoch %d", path, epoch)
+    if epoch >= cfg.epochs:
+        log.info(
+            "%s already trained to epoch %d (epochs=%d); raise epochs to go on",
+            run_dir,
+            epoch,
+            cfg.epochs,
+        )
+        return {"status": "completed", "epoch": epoch, "best_metric": best, "run_dir": str(run_dir)}
+
+    # fixed noise for sample grids, from its own generator so the training stream is untouched
+    gen = torch.Generator().manual_seed(cfg.seed)
+    z_fixed = torch.randn(64, cfg.latent_dim, generator=gen).to(device)
+    n_cls = G.num_classes
+    y_fixed = (torch.arange(64) % n_cls).to(device) if n_cls else None
+    real = data.images.to(device)
+    labels = data.labels.to(device) if data.labels is not None else None
+    G_run, D_run = _maybe_compile(G, cfg.compile), _maybe_compile(D, cfg.compile)
+    writer = SummaryWriter(str(run_dir))
+    if not resumed:
+        log.info(
+            "%s: %d images, G %d params, D %d params, device %s",
+            cfg.arch,
+            len(data),
+            count_params(G),
+            count_params(D),
+            device,
+        )
+        writer.add_text("config", "\n".join(f"    {k}: {v}" for k, v in to_dict(cfg).items()))
+    status = "completed"
+    try:
+        while epoch < cfg.epochs:
+            epoch += 1
+            t0 = time.perf_counter()
+            sums, n_img, step = train_epoch(
+                G_run,
+                D_run,
+                G_ema,
+                opt_g,
+                opt_d,
+                real,
+                labels,
+                cfg,
+                step,
+                Progress(epoch, cfg.epochs),
+            )
+            stats = dict(zip(STATS, sums.tolist(), strict=True))  # the epoch's one host sync
+            dt = time.perf_counter() - t0
+            row = {
+                "kind": "epoch",
+                "epoch": epoch,
+                **stats,
+                "lr_g": opt_g.param_groups[0]["lr"],
+                "lr_d": opt_d.param_groups[0]["lr"],
+                "img_per_s": n_img / dt,
+                "seconds": dt,
+            }
+            if not all(math.isfinite(v) for v in stats.values()):
+                status = "diverged"
+                log.error(
+                    "epoch %d: loss is %s (d_loss=%s g_loss=%s); the run diverged. The last "
+                    "good checkpoint is kept; lower the learning rates or try loss=hinge",
+                    epoch,
+                    "NaN/inf",
+                    stats["d_loss"],
+                    stats["g_loss"],
+                )
+                _write_json(run_dir / "log.jsonl", {**row, "diverged": True})
+                if report is not None:
+                    report({"epoch": epoch, **stats, cfg.metric: math.inf, "diverged": True}, None)
+                break
+            sched_g.step()
+            sched_d.step()
+            _write_json(run_dir / "log.jsonl", row)
+            for k, v in row.items():
+                if k not in ("kind", "epoch"):
+                    writer.add_scalar(f"train/{k}", v, epoch)
+            log.info(
+                "epoch %d/%d d_loss %.4f g_loss %.4f D(x) %.3f D(G(z)) %.3f %.0f img/s",
+                epoch,
+                cfg.epochs,
+                stats["d_loss"],
+                stats["g_loss"],
+                stats["d_real"],
+                stats["d_fake"],
+                row["img_per_s"],
+            )
+            last = epoch == cfg.epochs
+            G_show = G_ema if G_ema is not None else G
+            if last or (cfg.sample_every and epoch % cfg.sample_every == 0):
+                grid = sample_grid(G_show, z_fixed, y_fixed)
+                (run_dir / "samples").mkdir(exist_ok=True)
+                save_image(grid, run_dir / "samples" / f"epoch_{epoch:04d}.png")
+                writer.add_image("samples", grid, epoch)
+            evaluate = evaluator is not None and (
+                last or (cfg.eval_every > 0 and epoch % cfg.eval_every == 0)
+            )
+            metrics = evaluator.evaluate(G_show) if evaluate else None
+            if metrics is not None:
+                value = metrics[cfg.metric]
+                is_best = value < best
+                best = min(best, value)
+                metrics = {"epoch": epoch, **stats, **metrics, "diverged": False}
+                _write_json(run_dir / "log.jsonl", {"kind": "eval", **metrics})
+                for k, v in metrics.items():
+                    if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "epoch":
+                        writer.add_scalar(f"eval/{k}", v, epoch)
+                log.info(
+                    "epoch %d: %s",
+                    epoch,
+                    ", ".join(
+                        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                        for k, v in metrics.items()
+                        if k not in STATS
+                    ),
+                )
+            if last or evaluate or (cfg.checkpoint_every and epoch % cfg.checkpoint_every == 0):
+                state = {
+                    "G": G.state_dict(),
+                    "D": D.state_dict(),
+                    "G_ema": G_ema.state_dict() if G_ema is not None else None,
+                    "opt_g": opt_g.state_dict(),
+                    "opt_d": opt_d.state_dict(),
+                    "sched_g": sched_g.state_dict(),
+                    "sched_d": sched_d.state_dict(),
+                    "epoch": epoch,
+                    "step": step,
+                    "best_metric": best,
+                    "config": to_dict(cfg),
+                    "num_classes": data.num_classes if cfg.conditional else 0,
+                    "class_names": data.class_names,
+                    "rng": {
+                        "cpu": torch.get_rng_state(),
+                        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                    },
+                }
+                path = ck.save_checkpoint(state, ck.checkpoint_path(run_dir, epoch))
+                ck.prune(run_dir, cfg.keep_checkpoints)
+                if metrics is not None and is_best:
+                    shutil.copyfile(path, run_dir / "checkpoints" / ".best.tmp")
+                    (run_dir / "checkpoints" / ".best.tmp").replace(
+                        run_dir / "checkpoints" / "best.pt"
+                    )
+                if metrics is not None and report is not None:
+                    with tempfile.TemporaryDirectory(prefix="gan-ckpt-") as tmp:
+                        shutil.copyfile(path, Path(tmp) / "checkpoint.pt")
+                        report(metrics, tmp)
+    finally:
+        writer.close()
+    return {"status": status, "epoch": epoch, "best_metric": best, "run_dir": str(run_dir)}
