@@ -68,7 +68,7 @@ def pil_to_array(img: Image.Image, channels: int) -> np.ndarray:
         # 16-bit files span 0..65535; PIL's own convert('L') clips them at 255 instead of scaling
         peak = 65535.0 if img.mode.startswith("I;16") or a.max() > 255 else 255.0
         a = np.clip(a / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        img = Image.fromarray(a, mode="L")
+        img = Image.fromarray(a)  # uint8 2-D: mode L
     if img.mode == "P":
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "PA"):
@@ -76,7 +76,7 @@ def pil_to_array(img: Image.Image, channels: int) -> np.ndarray:
         bg = Image.new("RGBA", img.size, (255, 255, 255, 255))
         img = Image.alpha_composite(bg, img.convert("RGBA"))
     img = img.convert("L" if channels == 1 else "RGB")
-    a = np.asarray(img, dtype=np.uint8)
+    a = np.array(img, dtype=np.uint8)  # a writable copy: torch refuses read-only buffers
     return a[:, :, None] if a.ndim == 2 else a
 
 

@@ -1,12 +1,16 @@
 """Shared fixtures. Fixture groups live in fixtures_*.py beside this file and are imported here."""
 
 import os
-from pathlib import Path
 
-import pytest
+# One intra-op thread per process: tests run training, Ray trials and subprocesses side by side on
+# 2 cores, and OpenMP threads that busy-wait for a busy core made a 1 s run take 18 s here.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from fixtures_fid import *  # noqa: F403  (random Inception weights, FID helpers)
-from fixtures_ray import *  # noqa: F403  (one Ray session per test run)
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+from fixtures_fid import *  # noqa: E402, F403  (random Inception weights, FID helpers)
+from fixtures_ray import *  # noqa: E402, F403  (one Ray session per test run)
 
 FMNIST = Path(os.environ.get("GAN_FMNIST_DIR", "/usr/share/datasets/fashion-mnist"))
 

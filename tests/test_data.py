@@ -1,0 +1,131 @@
+"""Data: real Fashion-MNIST, folders, ZIPs, conversions, bad files and augmentation."""
+
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gan.config import GanError
+from gan.data import augment, load_split, pil_to_array, to_float, to_uint8
+
+
+def _write_fmnist_folder(root, tiny, n_per_class=6, classes=(0, 1, 7)):
+    """Real Fashion-MNIST images written as PNGs into class subfolders."""
+    data = load_split(tiny(limit=0, classes=classes), "test")
+    for c in classes:
+        (root / f"class{c}").mkdir(parents=True)
+        picks = data.images[data.labels == c][:n_per_class]
+        for i, img in enumerate(picks):
+            Image.fromarray(img[0].numpy()).save(root / f"class{c}" / f"{i}.png")
+    return data
+
+
+def test_fashion_mnist_slice(tiny):
+    data = load_split(tiny(limit=300), "train")
+    assert data.images.shape == (300, 1, 28, 28) and data.images.dtype == torch.uint8
+    assert data.labels.shape == (300,) and data.num_classes == 10
+    test = load_split(tiny(limit=300), "test")
+    assert len(test) == 10_000  # limit applies to training only
+
+
+def test_classes_channels_and_size(tiny):
+    data = load_split(tiny(classes=(0, 9), channels=3, image_size=100, limit=50), "train")
+    assert data.images.shape == (50, 3, 100, 100)
+    assert set(data.labels.tolist()) <= {0, 9}
+    assert torch.equal(data.images[:, 0], data.images[:, 2])  # gray repeated to RGB
+    with pytest.raises(GanError, match="classes"):
+        load_split(tiny(classes=(12,)), "train")
+
+
+def test_prepared_cache_is_reused(tiny):
+    cfg = tiny(limit=100)
+    first = load_split(cfg, "train")
+    cached = list((tmp := __import__("pathlib").Path(cfg.data_dir) / "prepared").glob("*.pt"))
+    assert len(cached) == 1 and tmp.is_dir()
+    assert torch.equal(load_split(cfg, "train").images, first.images)
+
+
+def test_folder_with_classes_and_holdout(tmp_path, tiny):
+    _write_fmnist_folder(tmp_path / "imgs", tiny)
+    cfg = tiny(dataset="folder", data_path=str(tmp_path / "imgs"), limit=0, holdout=0.25)
+    train, test = load_split(cfg, "train"), load_split(cfg, "test")
+    assert (len(train), len(test)) == (14, 4)  # round(0.25 * 18) held out, always the same ones
+    assert train.class_names == ["class0", "class1", "class7"]
+    assert train.images.shape[1:] == (1, 28, 28)
+
+
+def test_zip_dataset_and_resize(tmp_path, tiny):
+    _write_fmnist_folder(tmp_path / "imgs", tiny, classes=(3,), n_per_class=5)
+    archive = tmp_path / "imgs.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for p in sorted((tmp_path / "imgs").rglob("*.png")):
+            zf.write(p, p.relative_to(tmp_path / "imgs"))
+        zf.writestr("notes.txt", "not an image")
+    data = load_split(tiny(dataset="zip", data_path=str(archive), image_size=32, channels=3,
+                           holdout=0.0, limit=0), "train")  # fmt: skip
+    assert data.images.shape == (5, 3, 32, 32) and data.labels is None  # one folder: unlabelled
+
+
+@pytest.mark.parametrize("member", ["../evil.png", "/abs/evil.png", "a/../../evil.png", "C:/x.png"])
+def test_zip_path_traversal_is_refused(tmp_path, tiny, member):
+    archive = tmp_path / "bad.zip"
+    buf = __import__("io").BytesIO()
+    Image.new("L", (28, 28), 128).save(buf, "PNG")
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("ok.png", buf.getvalue())
+        zf.writestr(member, buf.getvalue())
+    with pytest.raises(GanError, match="refusing"):
+        load_split(tiny(dataset="zip", data_path=str(archive)), "train")
+    assert not (tmp_path.parent / "evil.png").exists()
+
+
+def test_corrupt_files_are_skipped_and_counted(tmp_path, tiny, caplog):
+    _write_fmnist_folder(tmp_path / "imgs", tiny, classes=(0,), n_per_class=4)
+    (tmp_path / "imgs" / "class0" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    (tmp_path / "imgs" / "class0" / "empty.jpg").write_bytes(b"")
+    data = load_split(
+        tiny(dataset="folder", data_path=str(tmp_path / "imgs"), holdout=0.0), "train"
+    )
+    assert len(data) == 4 and data.skipped == 2
+    assert "skipped 2 unreadable" in caplog.text
+
+
+def test_no_usable_images_is_an_error(tmp_path, tiny):
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "imgs" / "a.png").write_bytes(b"garbage")
+    with pytest.raises(GanError, match="no usable images"):
+        load_split(tiny(dataset="folder", data_path=str(tmp_path / "imgs")), "train")
+    with pytest.raises(GanError, match="not a folder"):
+        load_split(tiny(dataset="folder", data_path=str(tmp_path / "missing")), "train")
+
+
+def test_image_modes_convert_correctly():
+    gray = np.arange(64, dtype=np.uint8).reshape(8, 8) * 4
+    assert np.array_equal(pil_to_array(Image.fromarray(gray, "L"), 1)[:, :, 0], gray)
+    # 16-bit: scaled to 8 bits, not clipped at 255 as PIL's convert('L') does
+    deep = Image.fromarray(gray.astype(np.uint16) * 257)  # mode I;16
+    assert np.abs(pil_to_array(deep, 1)[:, :, 0].astype(int) - gray).max() <= 1
+    # RGBA: opaque pixels keep their colour, transparent ones become white
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba[..., 0], rgba[:2, :, 3] = 200, 255
+    out = pil_to_array(Image.fromarray(rgba, "RGBA"), 3)
+    assert out[0, 0].tolist() == [200, 0, 0] and out[3, 3].tolist() == [255, 255, 255]
+    # palette: expands to its colours
+    pal = Image.fromarray(np.array([[0, 1], [1, 0]], np.uint8), "P")
+    pal.putpalette([10, 20, 30, 200, 100, 50] + [0] * 762)
+    assert pil_to_array(pal, 3)[0, 1].tolist() == [200, 100, 50]
+    # RGB to grayscale uses luma weights
+    assert pil_to_array(Image.new("RGB", (2, 2), (255, 0, 0)), 1)[0, 0, 0] == 76
+
+
+def test_augmentation_keeps_shape_range_and_changes_images(tiny):
+    x = to_float(load_split(tiny(limit=64), "train").images)
+    torch.manual_seed(0)
+    y = augment(x, hflip=True, rotate=15.0, zoom=0.1)
+    assert y.shape == x.shape and y.min() >= -1 and y.max() <= 1
+    assert (y - x).abs().mean() > 0.05
+    assert torch.equal(augment(x, False, 0.0, 0.0), x)
+    assert torch.equal(to_uint8(to_float(load_split(tiny(limit=8), "train").images)),
+                       load_split(tiny(limit=8), "train").images)  # fmt: skip
