@@ -121,8 +121,7 @@ def train_epoch(G, D, G_ema, opt_g, opt_d, real, labels, cfg: Config, step: int,
         x = to_float(real[idx])  # (B, C, H, W) in [-1, 1]
         if cfg.hflip or cfg.rotate or cfg.zoom:
             x = augment(x, cfg.hflip, cfg.rotate, cfg.zoom)  # real images only (seed 000)
-        if device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)  # faster convs on GPU and CPU alike
         y_real = labels[idx] if n_cls else None
         y_fake = torch.randint(0, n_cls, (B,), device=device) if n_cls else None
         do_g = (i + 1) % cfg.d_steps == 0
@@ -221,8 +220,7 @@ def train(cfg: Config, run_dir: str | Path, report: Report | None = None) -> dic
         )
     G, D = build_models(cfg, data.num_classes)
     G, D = G.to(device), D.to(device)
-    if device.type == "cuda":
-        G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
+    G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False) if cfg.ema_decay > 0 else None
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))

@@ -1,0 +1,165 @@
+"""Training throughput: gan's loop against a textbook DataLoader loop of the same model.
+
+The reference is the loop of pytorch/examples dcgan/main.py: a torchvision dataset decoded per
+image through PIL transforms, a DataLoader with 2 workers, separate backward passes for the
+real and fake halves of D's loss, D not frozen during the G step, and `.item()` on every step.
+Both run the same G and D (the `fmnist` preset's model) on the same images in the same process.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from gan.config import load_config
+from gan.data import load_split
+from gan.models import build_models
+from gan.train import resolve_device, train_epoch
+
+
+class TextbookDataset(torch.utils.data.Dataset):
+    """Images kept as numpy arrays, converted per item like torchvision's MNIST datasets."""
+
+    def __init__(self, images: np.ndarray, size: int):
+        import torchvision.transforms as T
+
+        self.images = images
+        self.tf = T.Compose([T.Resize(size), T.ToTensor(), T.Normalize((0.5,), (0.5,))])
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        return self.tf(Image.fromarray(self.images[i], mode=None)), 0
+
+
+def textbook_epoch(G, D, opt_g, opt_d, loader, latent_dim: int, device) -> int:
+    """One epoch of the pytorch/examples dcgan loop; returns the images seen."""
+    seen = 0
+    for real, _ in loader:
+        real = real.to(device)
+        b = real.size(0)
+        # (1) update D: maximize log(D(x)) + log(1 - D(G(z)))
+        D.zero_grad()
+        out = D(real)
+        err_real = F.binary_cross_entropy_with_logits(out, torch.ones(b, device=device))
+        err_real.backward()
+        fake = G(torch.randn(b, latent_dim, device=device))
+        out = D(fake.detach())
+        err_fake = F.binary_cross_entropy_with_logits(out, torch.zeros(b, device=device))
+        err_fake.backward()
+        opt_d.step()
+        # (2) update G: maximize log(D(G(z)))
+        G.zero_grad()
+        out = D(fake)
+        err_g = F.binary_cross_entropy_with_logits(out, torch.ones(b, device=device))
+        err_g.backward()
+        opt_g.step()
+        _ = (err_real + err_fake).item(), err_g.item()  # the per-step logging sync
+        seen += b
+    return seen
+
+
+def bench_train(
+    n_images: int = 10_000,
+    epochs: int = 2,
+    preset: str = "fmnist",
+    overrides: tuple[str, ...] = (),
+    device: str = "auto",
+) -> dict:
+    """img/s of gan's train_epoch and of the textbook loop (best of `epochs` epochs each)."""
+    cfg = load_config(
+        preset=preset, overrides=[f"limit={n_images}", f"device={device}", *overrides]
+    )
+    dev = resolve_device(cfg.device)
+    data = load_split(cfg, "train")
+    results = {}
+
+    torch.manual_seed(0)
+    G, D = (m.to(dev) for m in build_models(cfg))
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
+    ds = TextbookDataset(
+        data.images[:, 0].numpy() if cfg.channels == 1 else data.images.permute(0, 2, 3, 1).numpy(),
+        cfg.image_size,
+    )
+    loader = torch.utils.data.DataLoader(
+        ds, batch_size=cfg.batch_size, shuffle=True, num_workers=2, drop_last=True
+    )
+    best = 0.0
+    for _ in range(epochs):
+        t0 = time.perf_counter()
+        seen = textbook_epoch(G, D, opt_g, opt_d, loader, cfg.latent_dim, dev)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        best = max(best, seen / (time.perf_counter() - t0))
+    results["textbook_img_s"] = best
+
+    torch.manual_seed(0)
+    G, D = (m.to(dev) for m in build_models(cfg))
+    G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
+    G_ema = None  # EMA off on both sides: the textbook loop has none
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
+    real = data.images.to(dev)
+    best, step = 0.0, 0
+    for _ in range(epochs):
+        t0 = time.perf_counter()
+        sums, seen, step = train_epoch(G, D, G_ema, opt_g, opt_d, real, None, cfg, step)
+        sums.tolist()  # the epoch's one host sync
+        best = max(best, seen / (time.perf_counter() - t0))
+    results["gan_img_s"] = best
+    results["speedup"] = results["gan_img_s"] / results["textbook_img_s"]
+    results.update(
+        n_images=n_images,
+        batch_size=cfg.batch_size,
+        arch=cfg.arch,
+        width=cfg.width,
+        image_size=cfg.image_size,
+        device=str(dev),
+        epochs_each=epochs,
+    )
+    return results
+
+
+def bench_growth(
+    sizes=(28, 64, 100), counts=(10_000, 60_000, 200_000), steps: int = 20, device: str = "auto"
+) -> list[dict]:
+    """Seconds per epoch at several image sizes and dataset sizes (the fmnist preset's model).
+
+    For each size, the largest set is held on the device (Fashion-MNIST tiled past its 70k images)
+    and `steps` real training steps are timed after 2 warm-up steps; an epoch's cost is that step
+    time times its step count, since in-memory batches cost the same whatever the set's size.
+    """
+    rows = []
+    for size in sizes:
+        cfg = load_config(preset="fmnist", overrides=[f"image_size={size}", f"device={device}"])
+        dev = resolve_device(cfg.device)
+        base = load_split(cfg, "train").images
+        images = base.repeat(-(-max(counts) // len(base)), 1, 1, 1)[: max(counts)].to(dev)
+        torch.manual_seed(0)
+        G, D = (m.to(dev) for m in build_models(cfg))
+        opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
+        opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
+        B = cfg.batch_size
+        train_epoch(G, D, None, opt_g, opt_d, images[: 2 * B], None, cfg, 0)[0].tolist()  # warm-up
+        idx = torch.randint(0, len(images), (steps * B,), device=dev)
+        t0 = time.perf_counter()
+        train_epoch(G, D, None, opt_g, opt_d, images[idx], None, cfg, 0)[0].tolist()
+        per_step = (time.perf_counter() - t0) / steps
+        for count in counts:
+            rows.append(
+                {
+                    "image_size": size,
+                    "images": count,
+                    "steps_timed": steps,
+                    "s_per_step": per_step,
+                    "s_per_epoch": per_step * (count // B),
+                }
+            )
+        del images
+    return rows

@@ -1,0 +1,165 @@
+"""`make bench`: every benchmark in one run, one table, saved as JSON under bench/results/.
+
+Each row compares gan against a reference measured in the same run on the same machine; only
+ratios and same-run numbers are reported. GPU-only rows say "pending" where no GPU is present.
+Options: --quick (smaller counts, for a smoke run), --only NAME[,NAME] (train, fid, packing,
+asha, growth), --data-dir DIR (prepared data and caches; default data/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import multiprocessing as mp
+import os
+import platform
+import socket
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+import torch  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+
+
+def machine() -> dict:
+    """What the numbers were measured on."""
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "host": socket.gethostname(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "gpu": gpu,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def _packed_trial(args) -> float:
+    """One trial process: train epochs of the fmnist model for `seconds`; returns its img/s."""
+    overrides, seconds, start = args
+    from gan.config import load_config
+    from gan.data import load_split
+    from gan.models import build_models
+    from gan.train import resolve_device, train_epoch
+
+    cfg = load_config(preset="fmnist", overrides=list(overrides))
+    dev = resolve_device(cfg.device)
+    real = load_split(cfg, "train").images.to(dev)
+    G, D = (m.to(dev) for m in build_models(cfg))
+    opt_g, opt_d = torch.optim.Adam(G.parameters()), torch.optim.Adam(D.parameters())
+    train_epoch(G, D, None, opt_g, opt_d, real[: 2 * cfg.batch_size], None, cfg, 0)[0].tolist()
+    while time.time() < start:  # all trials start together
+        time.sleep(0.01)
+    seen, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        n = train_epoch(G, D, None, opt_g, opt_d, real, None, cfg, 0)[1]
+        seen += n
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    return seen / (time.perf_counter() - t0)
+
+
+def bench_packing(counts=(1, 2, 4, 8), seconds: float = 20.0, data_dir: str = "data") -> list[dict]:
+    """Aggregate img/s of 1, 2, 4, 8 trial processes sharing one GPU (what Ray's 0.25 GPU does)."""
+    overrides = ("limit=4096", "device=cuda", f"data_dir={data_dir}")
+    rows, ctx = [], mp.get_context("spawn")
+    for k in counts:
+        with ctx.Pool(k) as pool:
+            start = time.time() + 15 + 3 * k  # time for every process to load and warm up
+            rates = pool.map(_packed_trial, [(overrides, seconds, start)] * k)
+        rows.append({"trials": k, "aggregate_img_s": sum(rates), "per_trial_img_s": sum(rates) / k})
+    base = rows[0]["aggregate_img_s"]
+    for r in rows:
+        r["vs_one_trial"] = r["aggregate_img_s"] / base
+    return rows
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="small counts: a smoke run of every row")
+    p.add_argument("--only", default="train,fid,packing,asha,growth")
+    p.add_argument("--data-dir", default=str(ROOT / "data"))
+    args = p.parse_args()
+    only = set(args.only.split(","))
+    q = args.quick
+    data = f"data_dir={args.data_dir}"
+    out = {
+        "machine": machine(),
+        "started": dt.datetime.now().isoformat(timespec="seconds"),
+        "quick": q,
+    }
+    print(f"machine: {out['machine']}", flush=True)
+
+    if "train" in only:
+        from bench_train import bench_train
+
+        n = 1024 if q else 10_000
+        out["train"] = [
+            {
+                "model": "fmnist preset (dcgan, width 64, batch 128)",
+                **bench_train(n, 1 if q else 2, overrides=(data,)),
+            },
+            {
+                "model": "narrow (dcgan, width 16, batch 64), as in tune_configs/quick.yaml",
+                **bench_train(n, 1 if q else 2, overrides=(data, "width=16", "batch_size=64")),
+            },
+        ]
+        for r in out["train"]:
+            print(
+                f"train {r['model']}: gan {r['gan_img_s']:.0f} img/s, textbook "
+                f"{r['textbook_img_s']:.0f} img/s, x{r['speedup']:.2f}",
+                flush=True,
+            )
+    if "fid" in only:
+        from bench_fid import bench_fid
+
+        out["fid"] = bench_fid(50 if q else 500, data_dir=args.data_dir)
+        print(f"fid: {json.dumps(out['fid'])}", flush=True)
+    if "packing" in only:
+        if torch.cuda.is_available():
+            out["packing"] = bench_packing(seconds=5 if q else 20, data_dir=args.data_dir)
+        else:
+            out["packing"] = "pending: needs a GPU (trials per GPU); none on this machine"
+        print(f"packing: {out['packing']}", flush=True)
+    if "asha" in only:
+        from bench_asha import bench_asha
+
+        out["asha"] = bench_asha(ROOT / "tune_configs" / "quick.yaml")
+        print(f"asha: {json.dumps(out['asha'])}", flush=True)
+    if "growth" in only:
+        from bench_train import bench_growth
+
+        kw = {"sizes": (28, 64), "counts": (10_000, 60_000), "steps": 3} if q else {}
+        out["growth"] = bench_growth(**kw)
+        for r in out["growth"]:
+            print(
+                f"growth {r['image_size']}px x {r['images']}: {r['s_per_epoch']:.1f} s/epoch",
+                flush=True,
+            )
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    kind = "gpu" if out["machine"]["gpu"] else "cpu"
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = RESULTS / f"{kind}-{'quick-' if q else ''}{stamp}.json"
+    path.write_text(json.dumps(out, indent=2))
+    print(f"saved {path.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
