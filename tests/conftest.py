@@ -30,9 +30,20 @@ def tiny(tmp_path, fmnist_dir):
 
     def make(**values):
         base = dict(
-            name="tiny", dataset="fashion_mnist", data_dir=str(tmp_path / "data"), limit=256,
-            batch_size=32, width=8, latent_dim=16, epochs=1, eval_every=-1, sample_every=1,
-            checkpoint_every=1, seed=0, device="cpu", arch="dcgan",
+            name="tiny",
+            dataset="fashion_mnist",
+            data_dir=str(tmp_path / "data"),
+            limit=256,
+            batch_size=32,
+            width=8,
+            latent_dim=16,
+            epochs=1,
+            eval_every=-1,
+            sample_every=1,
+            checkpoint_every=1,
+            seed=0,
+            device="cpu",
+            arch="dcgan",
         )
         base.update(values)
         return make_config(base)

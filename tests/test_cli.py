@@ -1,4 +1,4 @@
-"""The gan command: user errors are one line and a non-zero exit; a preset run writes its outputs."""
+"""The gan command: user errors are one line and a non-zero exit; a preset run writes outputs."""
 
 import subprocess
 import sys
@@ -7,8 +7,13 @@ import pytest
 
 
 def gan(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "gan.cli", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=300)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "gan.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+    )
 
 
 @pytest.mark.parametrize(
@@ -31,8 +36,15 @@ def test_user_errors_are_one_clear_line(args, named, tmp_path):
 
 
 def test_train_preset_then_rerun_resumes(tmp_path, fmnist_dir):
-    common = ["--set", "limit=256", "width=8", "batch_size=64", "eval_every=-1", "device=cpu",
-              f"data_dir={tmp_path / 'data'}"]  # fmt: skip
+    common = [
+        "--set",
+        "limit=256",
+        "width=8",
+        "batch_size=64",
+        "eval_every=-1",
+        "device=cpu",
+        f"data_dir={tmp_path / 'data'}",
+    ]
     r = gan("train", "--preset", "fmnist", *common, "epochs=1", "--out", str(tmp_path / "run"))
     assert r.returncode == 0, r.stderr
     assert "done: epoch 1" in r.stdout

@@ -67,8 +67,15 @@ def test_same_seed_same_losses(tmp_path, tiny):
 
 def test_exact_resume(tmp_path, tiny):
     # augmentation, dropout, input noise, label noise and LR decay all draw on the saved state
-    extra = dict(hflip=True, rotate=10.0, d_noise=0.1, d_dropout=0.2, label_noise=0.1,
-                 lr_decay=0.9, arch="modified")  # fmt: skip
+    extra = dict(
+        hflip=True,
+        rotate=10.0,
+        d_noise=0.1,
+        d_dropout=0.2,
+        label_noise=0.1,
+        lr_decay=0.9,
+        arch="modified",
+    )
     train(tiny(epochs=2, **extra), tmp_path / "straight")
     train(tiny(epochs=1, **extra), tmp_path / "resumed")
     result = train(tiny(epochs=2, **extra), tmp_path / "resumed")
