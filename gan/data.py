@@ -40,7 +40,7 @@ FMNIST_CLASSES = [
 ]
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 HOLDOUT_SEED = 20240601  # fixed, not cfg.seed: every trial must see the same held-out images
-PREPARED_VERSION = 1  # bump when the preparation below changes, to invalidate caches
+PREPARED_VERSION = 2  # bump when the preparation below changes, to invalidate caches
 
 
 @dataclass
@@ -302,8 +302,13 @@ def _prepare(cfg: Config, split: str) -> Images:
                 f"config key 'classes': {list(cfg.classes)} not all in "
                 f"0..{len(names) - 1} ({names})"
             )
-        keep = torch.isin(labels, torch.tensor(cfg.classes))
-        images, labels = images[keep], labels[keep]
+        kept = sorted(set(cfg.classes))
+        keep = torch.isin(labels, torch.tensor(kept))
+        images = images[keep]
+        # relabelled 0..k-1 (names follow), so a conditional G and the classifier see k classes
+        remap = torch.full((len(names),), -1, dtype=torch.int64)
+        remap[kept] = torch.arange(len(kept))
+        labels, names = remap[labels[keep]], [names[k] for k in kept]
     if split == "train" and cfg.limit:
         images = images[: cfg.limit]
         labels = labels[: cfg.limit] if labels is not None else None
