@@ -1,0 +1,145 @@
+"""FID in memory with cached real statistics against the seed-004 way, same run, same N.
+
+`bench_fid(n, weights_path)` scores one generator both ways: ours (gan.metrics: generator ->
+uint8 -> Inception in memory, real statistics from the cache, eigh Frechet) and seed 004's (write
+n generated and n real PNGs, then torch-fidelity's FID on two folders, real statistics recomputed
+each time). Both see the same images and weights, so their FIDs agree; only the time differs.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as `python bench/bench_fid.py`
+    sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch_fidelity  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from gan.config import make_config  # noqa: E402
+from gan.metrics import (  # noqa: E402
+    fd_to,
+    frechet_distance,
+    gaussian,
+    generate,
+    make_evaluator,
+    reference,
+)
+from gan.models import build_models  # noqa: E402
+from gan.train import resolve_device  # noqa: E402
+
+
+def _write_pngs(batches, folder: Path) -> None:
+    folder.mkdir(parents=True)
+    i = 0
+    for x in batches:  # uint8 (B, C, H, W)
+        for img in x.cpu():
+            arr = img[0].numpy() if img.shape[0] == 1 else img.permute(1, 2, 0).numpy()
+            Image.fromarray(arr).save(folder / f"{i:06d}.png")
+            i += 1
+
+
+def seed004_fid(G, real: torch.Tensor, n: int, weights_path, device, work: Path) -> float:
+    """Seed 004: n generated + n real PNGs on disk, torch-fidelity on the two folders."""
+    _write_pngs(generate(G, n), work / "fake")
+    _write_pngs((real[i : i + 256] for i in range(0, len(real), 256)), work / "real")
+    out = torch_fidelity.calculate_metrics(
+        input1=str(work / "fake"),
+        input2=str(work / "real"),
+        fid=True,
+        cuda=device.type == "cuda",
+        feature_extractor_weights_path=str(weights_path),
+        cache=False,  # the seed recomputes the real statistics every time
+        verbose=False,
+    )
+    return out["frechet_inception_distance"]
+
+
+def frechet_times(real: dict) -> dict:
+    """Seconds of the Frechet step on 2048-d statistics: torch-fidelity's eigvals, the eigh form,
+    and ours (cached real root; an n x n problem when n <= 2048)."""
+    feats = real["features"]
+    fake = feats + 0.1 * torch.randn(feats.shape, generator=torch.Generator().manual_seed(0))
+    f = gaussian(fake)
+    s1, s2 = real["sigma"], f["sigma"]
+    t0 = time.perf_counter()
+    tr = np.sum(np.sqrt(np.linalg.eigvals(s1.dot(s2)).astype("complex128")).real)
+    eigvals_s = time.perf_counter() - t0
+    fd_eigvals = float(((real["mu"] - f["mu"]) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * tr)
+    t0 = time.perf_counter()
+    fd_eigh = frechet_distance(real["mu"], s1, f["mu"], s2)
+    eigh_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    fd_ours = fd_to(real, fake)
+    ours_s = time.perf_counter() - t0
+    return {
+        "frechet_eigvals_s": round(eigvals_s, 3),
+        "frechet_eigh_s": round(eigh_s, 3),
+        "frechet_ours_s": round(ours_s, 3),
+        "frechet_max_abs_diff": max(abs(fd_eigh - fd_eigvals), abs(fd_ours - fd_eigvals)),
+    }
+
+
+def bench_fid(
+    n: int, weights_path: str | Path, device: str = "auto", data_dir: str | None = None
+) -> dict:
+    """Seconds for one FID evaluation of n samples, ours vs seed 004's, and their ratio."""
+    with tempfile.TemporaryDirectory(prefix="bench-fid-") as tmp:
+        return _bench(n, weights_path, resolve_device(device), data_dir, Path(tmp))
+
+
+def _bench(n: int, weights_path, dev: torch.device, data_dir: str | None, work: Path) -> dict:
+    cfg = make_config(
+        dict(
+            data_dir=data_dir or str(work / "data"),  # an existing one reuses its caches
+            fid_samples=n,
+            fid_weights=str(weights_path),
+            metric="fid",
+            width=32,
+            latent_dim=64,
+        )
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        G = build_models(cfg)[0].to(dev).eval()  # untrained: timing does not depend on quality
+    make_evaluator(cfg, dev)  # fills the real-statistics cache (and trains the classifier)
+
+    t0 = time.perf_counter()
+    ev = make_evaluator(cfg, dev)  # what each later trial pays: a cache hit
+    setup_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ours = ev.evaluate(G)
+    eval_s = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    seed = seed004_fid(G, reference(cfg).images, n, weights_path, dev, work)
+    seed_s = time.perf_counter() - t0
+
+    ours_s = setup_s + eval_s
+    return {
+        "n": n,
+        "device": str(dev),
+        "ours_s": round(ours_s, 2),
+        "ours_setup_s": round(setup_s, 2),  # includes domain classifier features of the refs
+        "ours_eval_s": round(eval_s, 2),
+        "seed004_s": round(seed_s, 2),
+        "ratio": round(seed_s / ours_s, 2),
+        "fid_ours": ours["fid"],
+        "fid_seed004": seed,
+        "fid_standard": ours["fid_standard"],
+        "fid_weights": ours["fid_weights"],
+        **frechet_times(ev.real_fid),
+    }
+
+
+if __name__ == "__main__":
+    import json
+
+    n = int(sys.argv[2]) if len(sys.argv) > 2 else 200
+    print(json.dumps(bench_fid(n, sys.argv[1], data_dir=(sys.argv[3:] or [None])[0]), indent=2))

@@ -1,0 +1,271 @@
+"""`gan evaluate RUN_DIR|CHECKPOINT|EXPERIMENT_DIR ...`: FID (with the weights that made it),
+fd_domain and class coverage, discriminator accuracy, diversity and a real-vs-generated grid per
+run, written to <run>/evaluation.json and .png; several runs give one comparison table."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import torch
+from torchvision.utils import make_grid, save_image
+
+from gan.checkpoint import find_checkpoint, load_generator
+from gan.config import Config, GanError, make_config, to_dict
+from gan.data import data_key, load_split, to_float, to_uint8
+from gan.metrics import EVAL_SEED, Evaluator, Weights, make_evaluator
+
+# named protocols: the settings under which a FID compares with published numbers
+PROTOCOLS = {
+    "fmnist-10k": {
+        "dataset": "fashion_mnist",
+        "values": {"fid_samples": 10000, "fid_ref_split": "test"},
+        "about": "10k generated vs the 10k Fashion-MNIST test images, 28x28 grayscale",
+        "published": "Lucic et al. 2018 (best 21.5); PA-GAN 15.8",
+    },
+}
+D_SAMPLES = 2000  # images per side for the discriminator's accuracy
+GRID = 64  # images per side of the real-vs-generated grid
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `gan evaluate`."""
+    parser.add_argument(
+        "paths", nargs="+", help="run dirs, checkpoint .pt files or experiment dirs"
+    )
+    parser.add_argument(
+        "--samples", type=int, help="generated images (default: the run's fid_samples)"
+    )
+    parser.add_argument("--kid", action="store_true", help="also compute KID")
+    parser.add_argument("--prc", action="store_true", help="also precision/recall (VGG16 weights)")
+    parser.add_argument("--protocol", choices=sorted(PROTOCOLS), help="a published FID protocol")
+    parser.add_argument(
+        "--metric", choices=("fid", "fd_domain"), default="fid", help="fd_domain: no Inception"
+    )
+    parser.add_argument("--fid-weights", help="local Inception weights (default $GAN_FID_WEIGHTS)")
+    parser.add_argument("--data-dir", help="where data and caches live (default: the run's)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+
+
+# -- finding runs -----------------------------------------------------------------------------
+
+
+def _checkpoint_of(run: Path) -> Path | None:
+    """A run dir's checkpoint (best, else newest), or a Ray trial dir's newest checkpoint."""
+    ckpts = run / "checkpoints"
+    if ckpts.is_dir() and any(ckpts.glob("*.pt")):
+        return find_checkpoint(run)
+    ray = sorted(run.glob("checkpoint_*/checkpoint.pt"))
+    return ray[-1] if ray else None
+
+
+def find_runs(paths: list[str]) -> list[Path]:
+    """Checkpoint files to evaluate: files as given, a run dir's, or every run under a folder."""
+    found = []
+    for p in map(Path, paths):
+        if p.is_file():
+            found.append(p)
+            continue
+        if not p.is_dir():
+            raise GanError(f"{p} does not exist; pass a run dir, a checkpoint or an experiment dir")
+        stack, before = [p], len(found)
+        while stack:  # top-down; a run's own subfolders are not searched again
+            folder = stack.pop()
+            ckpt = _checkpoint_of(folder)
+            if ckpt is not None:
+                found.append(ckpt)
+            else:
+                stack.extend(sorted((d for d in folder.iterdir() if d.is_dir()), reverse=True))
+        if len(found) == before:
+            raise GanError(f"{p} holds no checkpoints; train first (gan train / make tune)")
+    return found
+
+
+def run_dir_of(ckpt: Path) -> Path:
+    """The run a checkpoint belongs to (outputs go there)."""
+    parent = ckpt.parent
+    if parent.name == "checkpoints" or parent.name.startswith("checkpoint_"):
+        return parent.parent
+    return parent
+
+
+# -- the extras beyond Evaluator: D accuracy and the grid ------------------------------------
+
+
+@torch.no_grad()
+def sample(G, n: int, seed: int = EVAL_SEED) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """n generated uint8 images (n, C, H, W) on the CPU and their labels (conditional G)."""
+    device = next(G.parameters()).device
+    gen = torch.Generator(device=device).manual_seed(seed)
+    z = torch.randn(n, G.latent_dim, generator=gen, device=device)
+    y = torch.randint(G.num_classes, (n,), generator=gen, device=device) if G.num_classes else None
+    parts = [
+        to_uint8(G(z[i : i + 256], None if y is None else y[i : i + 256])).cpu()
+        for i in range(0, n, 256)
+    ]
+    return torch.cat(parts), None if y is None else y.cpu()
+
+
+@torch.no_grad()
+def d_accuracy(D, images: torch.Tensor, labels: torch.Tensor | None, real: bool) -> float:
+    """Share of images D classifies right (logit > 0 means real), seed 002's D accuracy."""
+    device = next(D.parameters()).device
+    right = 0
+    for i in range(0, len(images), 256):
+        x = to_float(images[i : i + 256].to(device))
+        y = None if labels is None else labels[i : i + 256].to(device)
+        logits = D(x, y)
+        right += ((logits > 0) if real else (logits < 0)).sum().item()
+    return right / max(1, len(images))
+
+
+def side_by_side(real: torch.Tensor, fake: torch.Tensor, path: Path) -> None:
+    """Write a PNG: a grid of real images left, generated right."""
+    grids = [
+        make_grid(x[:GRID].float() / 255, nrow=8, padding=2, pad_value=1.0) for x in (real, fake)
+    ]
+    height = max(g.shape[1] for g in grids)  # a short test split gives a shorter real grid
+    grids = [torch.nn.functional.pad(g, (0, 0, 0, height - g.shape[1]), value=1.0) for g in grids]
+    gap = torch.ones(grids[0].shape[0], height, 16)
+    save_image(torch.cat([grids[0], gap, grids[1]], dim=2), path)
+
+
+# -- one run ----------------------------------------------------------------------------------
+
+
+def eval_config(cfg: Config, args) -> Config:
+    """The run's config with the evaluation's settings."""
+    values = {"metric": args.metric, "kid": args.kid, "prc": args.prc}
+    if args.protocol:
+        proto = PROTOCOLS[args.protocol]
+        if cfg.dataset != proto["dataset"]:
+            raise GanError(
+                f"--protocol {args.protocol} is for {proto['dataset']}, not {cfg.dataset}"
+            )
+        values.update(proto["values"], metric="fid")
+    if args.samples:
+        values["fid_samples"] = args.samples
+    if args.fid_weights:
+        values["fid_weights"] = args.fid_weights
+    if args.data_dir:
+        values["data_dir"] = args.data_dir
+    return make_config(values, base=cfg)
+
+
+def evaluate_run(ckpt: Path, args, evaluators: dict) -> dict:
+    """Score one checkpoint; writes evaluation.json and evaluation.png into its run dir."""
+    from gan.models import build_models
+    from gan.train import resolve_device
+
+    device = resolve_device(args.device)
+    G, cfg, state = load_generator(ckpt, device)
+    cfg = eval_config(cfg, args)
+    key = (data_key(cfg, "train"), data_key(cfg, cfg.fid_ref_split), cfg.fid_samples, cfg.metric)
+    key += (cfg.kid, cfg.prc, cfg.fid_weights, cfg.data_dir)
+    if key not in evaluators:  # runs of one experiment share the real statistics and classifier
+        evaluators[key] = make_evaluator(cfg, device)
+    ev: Evaluator = evaluators[key]
+    out = {"checkpoint": str(ckpt), "epoch": state.get("epoch"), "arch": cfg.arch}
+    out.update(dataset=cfg.dataset, protocol=args.protocol, samples=cfg.fid_samples)
+    out.update(ev.evaluate(G))
+    if "fid" in out:
+        out["fid_label"] = Weights("", out["fid_weights"], out["fid_standard"]).label
+    if args.protocol:
+        proto = PROTOCOLS[args.protocol]
+        out["published"] = proto["published"]
+        issues = [
+            what
+            for what, bad in (
+                ("non-standard Inception weights", not out["fid_standard"]),
+                (f"{cfg.fid_samples} samples", cfg.fid_samples != proto["values"]["fid_samples"]),
+                (f"image_size {cfg.image_size}", cfg.image_size != 28),
+                (f"{cfg.channels} channels", cfg.channels != 1),
+                ("a class filter", bool(cfg.classes)),
+            )
+            if bad
+        ]
+        out["comparable"] = not issues  # with the published numbers
+        if issues:
+            print(f"note: not comparable with {proto['published']}: {', '.join(issues)}")
+    # discriminator accuracy on held-out real images and on fakes (seed 002)
+    test = load_split(cfg, "test")
+    n = min(D_SAMPLES, max(cfg.fid_samples, GRID))
+    fake, y_fake = sample(G, n)
+    _, D = build_models(cfg, state.get("num_classes", 0))
+    D.load_state_dict(state["D"])
+    D = D.to(device).eval()
+    y_real = test.labels[:n] if G.num_classes else None
+    out["d_acc_real"] = d_accuracy(D, test.images[:n], y_real, real=True) if len(test) else None
+    out["d_acc_fake"] = d_accuracy(D, fake, y_fake, real=False)
+    run = run_dir_of(ckpt)
+    real = test.images if len(test) else load_split(cfg, "train").images
+    side_by_side(real, fake, run / "evaluation.png")
+    out["grid"] = str(run / "evaluation.png")
+    out["run_dir"] = str(run)
+    out["config"] = to_dict(cfg)
+    (run / "evaluation.json").write_text(json.dumps(out, indent=2, default=float))
+    return out
+
+
+# -- the table --------------------------------------------------------------------------------
+
+
+def _fmt(v, spec: str = ".4g") -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return format(v, spec) if isinstance(v, (int, float)) else str(v)
+
+
+def table(rows: list[dict]) -> str:
+    """One comparison table of evaluations, best first by the headline metric."""
+    head = "fid" if any("fid" in r for r in rows) else "fd_domain"
+    rows = sorted(rows, key=lambda r: r.get(head, math.inf))
+    cols = [
+        ("run", None),
+        ("epoch", None),
+        ("FID", "fid"),
+        ("KID", "kid_mean"),
+        ("prec", "precision"),
+    ]
+    cols += [("recall", "recall"), ("fd_domain", "fd_domain"), ("cov_min", "class_coverage_min")]
+    cols += [("entropy", "class_entropy"), ("diversity", "diversity")]
+    cols += [("D_real", "d_acc_real"), ("D_fake", "d_acc_fake")]
+    cols = [(name, k) for name, k in cols if k is None or any(k in r for r in rows)]
+    lines, notes = [], set()
+    for r in rows:
+        cells = [Path(r["run_dir"]).name, _fmt(r.get("epoch"))]
+        for _, k in cols[2:]:
+            cell = _fmt(r.get(k))
+            if k == "fid" and "fid" in r and not r["fid_standard"]:
+                cell += "*"
+                notes.add(r["fid_weights"])
+            cells.append(cell)
+        lines.append(cells)
+    header = [name for name, _ in cols]
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *lines, strict=True)]
+    text = [
+        " ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True))
+        for row in [header, *lines]
+    ]
+    for sha in sorted(notes):
+        text.append(f"* FID* (non-standard weights {sha}): not comparable with published FIDs")
+    return "\n".join(text)
+
+
+def run(args) -> int:
+    """Evaluate every run found under args.paths and print one table."""
+    rows, evaluators = [], {}
+    for ckpt in find_runs(args.paths):
+        print(f"evaluating {ckpt}", flush=True)
+        rows.append(evaluate_run(ckpt, args, evaluators))
+    print(table(rows))
+    if args.protocol:
+        proto = PROTOCOLS[args.protocol]
+        print(f"protocol {args.protocol}: {proto['about']}; published: {proto['published']}")
+    if len(rows) > 1 and len(args.paths) == 1 and Path(args.paths[0]).is_dir():
+        summary = Path(args.paths[0]) / "evaluation_summary.json"
+        summary.write_text(json.dumps(rows, indent=2, default=float))
+        print(f"summary: {summary}")
+    return 0
