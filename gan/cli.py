@@ -15,7 +15,6 @@ from gan.config import (
     parse_overrides,
     presets,
     read_yaml,
-    to_dict,
 )
 
 # subcommands in their own modules, imported only when used: each has add_arguments() and run()
@@ -29,14 +28,9 @@ COMMANDS = {
 def resolve_train_config(args) -> tuple[object, Path]:
     """The config and run directory of `gan train`: a new run, a resumed run, or --best."""
     if args.best:
-        from gan.best import best_config
+        from gan.best import final_values
 
-        values = to_dict(best_config(args.from_dir))
-        values["epochs"] = (
-            1000  # the final retrain of the winner, unless --set epochs=... says otherwise
-        )
-        values.update(parse_overrides(args.set))
-        cfg = make_config(values)
+        cfg = make_config(final_values(args.from_dir, args.set))
         return cfg, Path(args.out) if args.out else Path("runs") / f"{cfg.name}-best"
     if args.out and not (args.config or args.preset) and (Path(args.out) / "config.yaml").is_file():
         # resuming a run: its own saved config, plus overrides such as epochs=...

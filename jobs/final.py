@@ -1,0 +1,111 @@
+"""The final retrain as a Ray job: `python jobs/final.py [--from EXPERIMENT] [--set epochs=1000]`.
+
+Retrains the winner of a tune experiment (its best.yaml; default the newest under results/) as
+one Ray Tune trial with its own CPU/GPU request, retried from its last checkpoint when it
+crashes (--max-failures); rerunning the same command resumes it. The run lands in
+<storage>/<name>-final/<trial>/ like any trial. On one machine `gan train --best` is the same
+retrain without Ray, with the same defaults (gan.best.FINAL: 1000 epochs, FID every 50).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: see jobs/tune.py
+    ROOT = str(Path(__file__).resolve().parents[1])
+    sys.path.insert(0, ROOT)
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))
+
+import ray  # noqa: E402
+
+from gan.best import final_values  # noqa: E402
+from gan.config import GanError, make_config, to_dict  # noqa: E402
+from jobs.tune import build_tuner, check_resources, resolve_storage  # noqa: E402
+from jobs.tune_spec import Spec, resolve_paths  # noqa: E402
+
+
+def final_spec(cfg, name: str, cpu: float, gpu: float, max_failures: int) -> Spec:
+    """A one-trial experiment of a fixed config: no search, no early stopping."""
+    return Spec(
+        name=name,
+        metric=cfg.metric,
+        mode="min",
+        base=to_dict(cfg),
+        search={},
+        scheduler={"type": "fifo", "grace_period": 1, "reduction_factor": 2, "max_t": cfg.epochs},
+        cpu=cpu,
+        gpu=gpu,
+        num_samples=1,
+        max_concurrent=0,
+        seed=0,
+        max_failures=max_failures,
+        num_to_keep=1,
+    )
+
+
+def run_final(
+    from_dir: str | None = None,
+    overrides: list[str] = (),
+    storage: str | None = None,
+    cpu: float = 4,
+    gpu: float = 1,
+    max_failures: int = 3,
+    require_gpu: bool = False,
+) -> dict:
+    """Retrain (or resume retraining) the best config; returns its final metrics and run dir."""
+    cfg = make_config(resolve_paths(final_values(from_dir, overrides)))
+    storage = resolve_storage(storage)
+    if not ray.is_initialized():
+        ray.init()  # joins RAY_ADDRESS if set (ray job submit), else starts a local Ray
+    spec = check_resources(
+        final_spec(cfg, f"{cfg.name}-final", cpu, gpu, max_failures), require_gpu
+    )
+    print(f"final retrain: {cfg.arch} for {cfg.epochs} epochs in {storage}/{spec.name}", flush=True)
+    result = build_tuner(spec, storage).fit()[0]
+    if result.error is not None:
+        raise GanError(
+            f"the final retrain failed after {max_failures} retries: {result.error}; "
+            "rerun the same command to resume from its last checkpoint"
+        )
+    metrics = result.metrics or {}
+    print(
+        f"done: epoch {metrics.get('epoch')}, {cfg.metric} {metrics.get(cfg.metric)}; "
+        f"run dir {result.path}"
+    )
+    return {**metrics, "run_dir": result.path}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line of the final retrain job."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--from", dest="from_dir", help="experiment dir or best.yaml (default: newest)")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="override config keys")
+    p.add_argument("--storage", help="results root: a shared path or s3://... (default ./results)")
+    p.add_argument("--cpu", type=float, default=4, help="CPUs for the run")
+    p.add_argument("--gpu", type=float, default=1, help="GPUs for the run")
+    p.add_argument("--max-failures", type=int, default=3, help="retries from the last checkpoint")
+    p.add_argument("--require-gpu", action="store_true", help="fail when the cluster has no GPU")
+    args = p.parse_args(argv)
+    try:
+        run_final(
+            args.from_dir,
+            args.set,
+            args.storage,
+            args.cpu,
+            args.gpu,
+            args.max_failures,
+            args.require_gpu,
+        )
+    except GanError as e:
+        print(f"final: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    from jobs.final import main as _main  # the importable module, so Ray pickles by reference
+
+    sys.exit(_main())

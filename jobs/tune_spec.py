@@ -1,0 +1,266 @@
+"""A tune experiment's YAML (tune_configs/*.yaml) read, checked and turned into Ray's search space.
+
+Layout of the file (every key but `base` is optional):
+
+    name: quick                 # experiment name = directory under the storage path (resume key)
+    metric: fd_domain           # the Config `metric` every trial reports; ASHA and best.yaml use it
+    mode: min
+    base: {...}                 # Config values shared by all trials
+    search:                     # Config keys -> one of the five forms below
+      arch: {grid_search: [baseline, dcgan]}
+      loss: {choice: [bce, hinge]}
+      lr_g: {loguniform: [1.0e-4, 1.0e-3]}
+      beta1: {uniform: [0.0, 0.9]}
+      latent_dim: {randint: [32, 129]}     # upper bound excluded, as in Ray
+    scheduler: {type: asha, grace_period: 1, reduction_factor: 2, max_t: 8}   # or {type: fifo}
+    resources: {cpu: 1, gpu: 0.25}         # per trial; fractional GPUs pack trials on one GPU
+    num_samples: 1              # samples per grid point
+    max_concurrent: 0           # 0: as many as the resources allow
+    seed: 0                     # seeds the sampling of the search space
+    max_failures: 2             # retries of a crashed trial, from its last checkpoint
+    num_to_keep: 1              # Ray checkpoints kept per trial: the best by metric (+ the latest)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from gan.config import FIELDS, Config, GanError, make_config, read_yaml, to_dict
+
+TOP_KEYS = (
+    "name",
+    "metric",
+    "mode",
+    "base",
+    "search",
+    "scheduler",
+    "resources",
+    "num_samples",
+    "max_concurrent",
+    "seed",
+    "max_failures",
+    "num_to_keep",
+)
+FORMS = ("choice", "grid_search", "uniform", "loguniform", "randint")
+PATH_KEYS = ("data_dir", "data_path", "fid_weights")  # trials run in their own cwd: made absolute
+NOT_SEARCHABLE = ("metric", "name")  # one metric to compare by; one experiment name
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A checked tune experiment: the complete base config, the search space and Ray settings."""
+
+    name: str
+    metric: str
+    mode: str
+    base: dict  # to_dict() of the checked base Config: every trial gets every key
+    search: dict  # Config key -> Ray domain or {"grid_search": [...]}
+    scheduler: dict  # {"type": "asha"|"fifo", "grace_period", "reduction_factor", "max_t"}
+    cpu: float
+    gpu: float
+    num_samples: int
+    max_concurrent: int
+    seed: int | None
+    max_failures: int
+    num_to_keep: int
+
+    def param_space(self) -> dict:
+        """Ray's param_space: Config keys verbatim, searched keys replaced by their domains."""
+        return {**self.base, **self.search}
+
+
+def _int(data: dict, key: str, default: int, low: int) -> int:
+    value = data.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise GanError(f"tune key '{key}': expected an integer >= {low}, got {value!r}")
+    return value
+
+
+def _number(where: str, value: object) -> float:
+    if isinstance(value, bool):
+        raise GanError(f"{where}: expected a number, got {value!r}")
+    try:
+        return float(value)  # PyYAML reads 1e-4 (no dot) as a string
+    except (TypeError, ValueError):
+        raise GanError(
+            f"{where}: expected a number, got {value!r} (write floats as 1.0e-4)"
+        ) from None
+
+
+def resolve_paths(values: dict, cwd: Path | None = None) -> dict:
+    """Make data_dir, data_path and fid_weights absolute (relative to the driver's cwd)."""
+    cwd = Path.cwd() if cwd is None else cwd
+    out = dict(values)
+    for key in PATH_KEYS:
+        value = out.get(key)
+        if isinstance(value, str) and value and "://" not in value:
+            out[key] = str((cwd / Path(value).expanduser()).resolve())
+    return out
+
+
+def _checked_value(key: str, value: object, base: Config) -> object:
+    """One candidate value of a searched key, coerced and checked against the base config."""
+    try:
+        return to_dict(make_config({key: value}, base=base))[key]
+    except GanError as e:
+        raise GanError(f"search key '{key}': value {value!r} is invalid ({e})") from None
+
+
+def search_space(search: dict, base: Config) -> dict:
+    """Translate the YAML `search:` mapping into Ray Tune domains, checking keys and value types."""
+    from ray import tune
+
+    if not isinstance(search, dict):
+        raise GanError("tune key 'search': expected a mapping of config key -> {form: values}")
+    space = {}
+    for key, rule in search.items():
+        if key not in FIELDS:
+            raise GanError(
+                f"search key '{key}' is not a config key; valid keys: {', '.join(FIELDS)}"
+            )
+        if key in NOT_SEARCHABLE:
+            raise GanError(f"search key '{key}' cannot be searched; set it at the top level")
+        if not isinstance(rule, dict) or len(rule) != 1 or next(iter(rule)) not in FORMS:
+            raise GanError(
+                f"search key '{key}': expected one of {{{': ..., '.join(FORMS)}: ...}}, "
+                f"e.g. {key}: {{choice: [a, b]}}; got {rule!r}"
+            )
+        form, args = next(iter(rule.items()))
+        where = f"search key '{key}' ({form})"
+        if not isinstance(args, list) or not args:
+            raise GanError(f"{where}: expected a non-empty list, got {args!r}")
+        if form in ("choice", "grid_search"):
+            values = [_checked_value(key, v, base) for v in args]
+            space[key] = tune.choice(values) if form == "choice" else tune.grid_search(values)
+            continue
+        if len(args) != 2:
+            raise GanError(f"{where}: expected [low, high], got {args!r}")
+        kind = getattr(FIELDS[key].type, "__name__", FIELDS[key].type)  # "float", "int", ...
+        if form in ("uniform", "loguniform") and kind != "float":
+            raise GanError(f"{where}: '{key}' is {kind}, not float; use choice or randint")
+        if form == "randint" and kind not in ("int", "float"):
+            raise GanError(f"{where}: '{key}' is {kind}, not a number; use choice")
+        low, high = (_number(where, v) for v in args)
+        if form == "randint":
+            if not (low.is_integer() and high.is_integer()):
+                raise GanError(f"{where}: bounds must be integers, got {args!r}")
+            low, high = int(low), int(high)
+        if not low < high:
+            raise GanError(f"{where}: low must be below high, got {args!r}")
+        if form == "loguniform" and low <= 0:
+            raise GanError(f"{where}: low must be positive, got {args!r}")
+        # both ends must be valid values themselves (randint excludes its upper bound)
+        _checked_value(key, low, base)
+        _checked_value(key, high - 1 if form == "randint" else high, base)
+        space[key] = getattr(tune, form)(low, high)
+    return space
+
+
+def _scheduler(data: object, base: Config, searched: dict) -> dict:
+    data = {"type": "asha"} if data is None else data
+    if not isinstance(data, dict):
+        raise GanError("tune key 'scheduler': expected a mapping, e.g. {type: asha, max_t: 8}")
+    unknown = sorted(set(data) - {"type", "grace_period", "reduction_factor", "max_t"})
+    if unknown:
+        raise GanError(
+            f"unknown scheduler key(s) {', '.join(unknown)}; valid: type, "
+            "grace_period, reduction_factor, max_t"
+        )
+    kind = data.get("type", "asha")
+    if kind not in ("asha", "fifo"):
+        raise GanError(f"scheduler key 'type': {kind!r} is not one of ('asha', 'fifo')")
+    if "max_t" not in data and "epochs" in searched:
+        raise GanError("scheduler key 'max_t': required when 'epochs' is searched")
+    max_t = _int(data, "max_t", base.epochs, 1)
+    grace = _int(data, "grace_period", 1, 1)
+    if grace > max_t:
+        raise GanError(f"scheduler key 'grace_period': {grace} exceeds max_t {max_t}")
+    rf = _number("scheduler key 'reduction_factor'", data.get("reduction_factor", 2))
+    if rf <= 1:
+        raise GanError(f"scheduler key 'reduction_factor': must be above 1, got {rf}")
+    if "epochs" not in searched and max_t > base.epochs:
+        raise GanError(
+            f"scheduler key 'max_t': {max_t} exceeds epochs {base.epochs}; trials end "
+            "at epochs, so raise base epochs or lower max_t"
+        )
+    return {"type": kind, "grace_period": grace, "reduction_factor": rf, "max_t": max_t}
+
+
+def _resources(data: object) -> tuple[float, float]:
+    data = {} if data is None else data
+    if not isinstance(data, dict) or set(data) - {"cpu", "gpu"}:
+        raise GanError(f"tune key 'resources': expected {{cpu: N, gpu: F}}, got {data!r}")
+    cpu = _number("resources key 'cpu'", data.get("cpu", 1))
+    gpu = _number("resources key 'gpu'", data.get("gpu", 0))
+    if cpu <= 0:
+        raise GanError(f"resources key 'cpu': must be positive, got {cpu}")
+    if gpu < 0 or (gpu > 1 and not gpu.is_integer()):
+        raise GanError(f"resources key 'gpu': a fraction in [0, 1] or a whole number, got {gpu}")
+    return cpu, gpu
+
+
+def parse_spec(data: dict, default_name: str) -> Spec:
+    """Check a tune YAML mapping and build its Spec; every error names the key."""
+    if not isinstance(data, dict):
+        raise GanError("a tune config must be a mapping with at least a 'base:' section")
+    unknown = sorted(set(data) - set(TOP_KEYS))
+    if unknown:
+        raise GanError(
+            f"unknown tune key(s) {', '.join(unknown)}; valid keys: {', '.join(TOP_KEYS)}"
+        )
+    base_values = data.get("base") or {}
+    if not isinstance(base_values, dict):
+        raise GanError("tune key 'base': expected a mapping of config values")
+    metric = data.get("metric", base_values.get("metric", Config.metric))
+    if "metric" in base_values and base_values["metric"] != metric:
+        raise GanError(
+            f"tune key 'metric': {metric!r} differs from base metric "
+            f"{base_values['metric']!r}; set it once"
+        )
+    name = str(data.get("name") or default_name)
+    if not name or "/" in name or name.startswith("."):
+        raise GanError(f"tune key 'name': {name!r} is not a valid directory name")
+    base = make_config({"name": name, **base_values, "metric": metric})
+    base = make_config(resolve_paths(to_dict(base)))  # default data_dir too
+    if base.eval_every < 1:
+        raise GanError(
+            "config key 'eval_every': the tuner needs a report every few epochs; "
+            f"set eval_every to 1 or more in base (got {base.eval_every})"
+        )
+    mode = data.get("mode", "min")
+    if mode not in ("min", "max"):
+        raise GanError(f"tune key 'mode': {mode!r} is not one of ('min', 'max')")
+    search = search_space(data.get("search") or {}, base)
+    cpu, gpu = _resources(data.get("resources"))
+    if gpu > 0 and base.device == "cpu":
+        raise GanError(
+            "resources key 'gpu': trials get a GPU but base device is cpu; "
+            "set device: auto or gpu: 0"
+        )
+    seed = data.get("seed", 0)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise GanError(f"tune key 'seed': expected an integer or null, got {seed!r}")
+    return Spec(
+        name=name,
+        metric=metric,
+        mode=mode,
+        base=to_dict(base),
+        search=search,
+        scheduler=_scheduler(data.get("scheduler"), base, search),
+        cpu=cpu,
+        gpu=gpu,
+        num_samples=_int(data, "num_samples", 1, 1),
+        max_concurrent=_int(data, "max_concurrent", 0, 0),
+        seed=seed,
+        max_failures=_int(data, "max_failures", 2, -1),
+        num_to_keep=_int(data, "num_to_keep", 1, 1),
+    )
+
+
+def load_spec(path: str | Path, name: str | None = None) -> Spec:
+    """Read and check a tune YAML file; `name` overrides its experiment name."""
+    data = read_yaml(path)
+    if name:
+        data = {**data, "name": name}
+    return parse_spec(data, Path(path).stem)

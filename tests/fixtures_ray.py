@@ -1,0 +1,30 @@
+"""Fixtures for Ray tests: one Ray session per test run."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = str(Path(__file__).resolve().parents[1])
+
+__all__ = ["ray_session"]
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """A local Ray shared by the whole test session (~5 s and ~1.2 GiB to start, so only once)."""
+    ray = pytest.importorskip("ray")
+    # never join a cluster named by the environment; workers import `jobs` from the repo root
+    os.environ.pop("RAY_ADDRESS", None)
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))
+    if not ray.is_initialized():
+        ray.init(
+            address="local",
+            num_cpus=2,
+            num_gpus=0,
+            include_dashboard=False,
+            object_store_memory=200 * 1024**2,  # trials pass checkpoints through files, not objects
+            log_to_driver=False,
+        )
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()

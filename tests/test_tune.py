@@ -1,0 +1,403 @@
+"""The tune job: search space, ASHA, resuming after a killed driver, retries, best.yaml."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # jobs/ is scripts, not part of the installed package
+    sys.path.insert(0, str(ROOT))
+
+from gan.best import best_config  # noqa: E402
+from gan.config import GanError, make_config, to_dict  # noqa: E402
+from jobs.tune_report import DIVERGED  # noqa: E402
+from jobs.tune_spec import load_spec, parse_spec  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tune_base(tmp_path_factory, fmnist_dir):
+    """Base config values of the Ray tests: tiny real data, one shared data/cache dir."""
+    data_dir = tmp_path_factory.mktemp("tune_data")
+    base = dict(
+        dataset="fashion_mnist",
+        data_dir=str(data_dir),
+        limit=256,
+        batch_size=32,
+        width=8,
+        latent_dim=16,
+        epochs=3,
+        eval_every=1,
+        metric="fd_domain",
+        fid_samples=256,
+        sample_every=1,
+        checkpoint_every=1,
+        device="cpu",
+        seed=0,
+    )
+    cfg = make_config(base)
+    from gan.metrics import make_evaluator
+
+    make_evaluator(cfg, "cpu")  # fills the data and classifier caches once, not in every trial
+    return base
+
+
+def write_spec(path: Path, base: dict, **top) -> Path:
+    spec = {"metric": "fd_domain", "base": base, "resources": {"cpu": 1}, "seed": 0, **top}
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+# -- search space (no Ray session) -------------------------------------------------------------
+
+
+def test_search_space_translation(tmp_path):
+    from ray.tune.search.sample import Categorical, Float, Integer
+
+    spec = parse_spec(
+        {
+            "base": {"epochs": 4, "eval_every": 1, "data_dir": "data"},
+            "search": {
+                "arch": {"grid_search": ["baseline", "dcgan"]},
+                "loss": {"choice": ["bce", "hinge"]},
+                "lr_g": {"loguniform": ["1e-4", 1.0e-3]},  # PyYAML's string 1e-4 is coerced
+                "beta1": {"uniform": [0.0, 0.9]},
+                "latent_dim": {"randint": [16, 65]},
+                "classes": {"choice": [[0, 1], "2,3"]},
+            },
+            "scheduler": {"grace_period": 2, "reduction_factor": 3, "max_t": 4},
+            "resources": {"cpu": 2, "gpu": 0.25},
+        },
+        "exp",
+    )
+    s = spec.search
+    assert s["arch"] == {"grid_search": ["baseline", "dcgan"]}
+    assert isinstance(s["loss"], Categorical) and s["loss"].categories == ["bce", "hinge"]
+    assert isinstance(s["lr_g"], Float) and (s["lr_g"].lower, s["lr_g"].upper) == (1e-4, 1e-3)
+    assert isinstance(s["beta1"], Float) and isinstance(s["latent_dim"], Integer)
+    assert s["classes"].categories == [[0, 1], [2, 3]]
+    space = spec.param_space()
+    assert set(space) == set(to_dict(make_config({})))  # every trial gets a complete config
+    assert Path(space["data_dir"]).is_absolute()  # trials run in their own working directory
+    assert spec.name == "exp" and spec.metric == "fid" and spec.mode == "min"
+    assert spec.scheduler == {
+        "type": "asha",
+        "grace_period": 2,
+        "reduction_factor": 3.0,
+        "max_t": 4,
+    }
+    assert (spec.cpu, spec.gpu) == (2.0, 0.25)
+
+
+@pytest.mark.parametrize(
+    "top, key",
+    [
+        ({"search": {"lr": {"choice": [1.0e-4]}}}, "'lr'"),
+        ({"search": {"arch": {"choice": ["resnet"]}}}, "'arch'"),
+        ({"search": {"loss": {"uniform": [0, 1]}}}, "'loss'"),
+        ({"search": {"lr_g": {"loguniform": [0.0, 1.0e-3]}}}, "'lr_g'"),
+        ({"search": {"lr_g": {"loguniform": ["fast", 1.0e-3]}}}, "'lr_g'"),
+        ({"search": {"beta1": {"uniform": [0.5, 1.5]}}}, "'beta1'"),
+        ({"search": {"width": {"randint": [8.5, 16]}}}, "'width'"),
+        ({"search": {"width": [8, 16]}}, "'width'"),
+        ({"search": {"metric": {"choice": ["fid"]}}}, "'metric'"),
+        ({"base": {"eval_every": 1, "lr_g": "x"}}, "'lr_g'"),
+        ({"base": {"eval_every": 0}}, "'eval_every'"),
+        ({"scheduler": {"max_t": 99}}, "'max_t'"),
+        ({"scheduler": {"grace": 1}}, "grace"),
+        ({"scheduler": {"reduction_factor": 1}}, "'reduction_factor'"),
+        ({"resources": {"gpu": 1.5}}, "'gpu'"),
+        ({"num_samples": 0}, "'num_samples'"),
+        ({"mode": "lowest"}, "'mode'"),
+        ({"metric": "fid", "base": {"eval_every": 1, "metric": "fd_domain"}}, "'metric'"),
+        ({"samples": 4}, "samples"),
+    ],
+)
+def test_search_space_errors(top, key):
+    data = {"base": {"eval_every": 1}, **top}
+    with pytest.raises(GanError, match=key):
+        parse_spec(data, "exp")
+
+
+def test_shipped_tune_configs_are_valid():
+    names = sorted(p.stem for p in (ROOT / "tune_configs").glob("*.yaml"))
+    assert {"fmnist", "quick", "cifar10", "folder"} <= set(names)
+    fmnist = load_spec(ROOT / "tune_configs" / "fmnist.yaml")
+    grid = 1
+    for rule in fmnist.search.values():
+        grid *= len(rule["grid_search"]) if isinstance(rule, dict) else 1
+    assert grid * fmnist.num_samples >= 24 and fmnist.gpu == 0.25 and fmnist.metric == "fid"
+    assert {"arch", "lr_g", "lr_d", "loss", "spectral_norm"} <= set(fmnist.search)
+    for name in names:
+        load_spec(ROOT / "tune_configs" / f"{name}.yaml")
+
+
+def test_best_config_without_experiment(tmp_path):
+    with pytest.raises(GanError, match="no tune experiment"):
+        best_config(results=tmp_path)
+    with pytest.raises(GanError, match="best.yaml"):
+        best_config(tmp_path)
+
+
+def test_diverged_report_keeps_a_usable_metric(monkeypatch):
+    from ray import tune
+
+    from jobs.tune import make_report
+
+    seen = []
+    monkeypatch.setattr(tune, "report", lambda row, checkpoint=None: seen.append(row))
+    make_report("fid", "min")({"epoch": 3, "fid": float("inf"), "diverged": True, "x": [1]}, None)
+    assert seen == [{"epoch": 3, "fid": DIVERGED, "diverged": True}]
+
+
+def test_asha_rungs_survive_restore(tmp_path):
+    import pyarrow.fs as pafs
+
+    from jobs.tune import ResumableASHA
+
+    asha = ResumableASHA(time_attr="epoch", metric="fid", mode="min", max_t=4, grace_period=1)
+    rows = [{"epoch": 1, "fid": 50.0}, {"epoch": 2, "fid": 40.0}]
+    (tmp_path / "result.json").write_text("\n".join(json.dumps(r) for r in rows))
+    fs = SimpleNamespace(storage_filesystem=pafs.LocalFileSystem())
+    done = SimpleNamespace(trial_id="done", path=str(tmp_path), storage=fs)
+    new = SimpleNamespace(trial_id="new", path=str(tmp_path / "none"), storage=fs)
+    asha.on_trial_add(None, done)  # a finished trial of the interrupted run
+    asha.on_trial_add(None, new)
+    assert asha.on_trial_result(None, new, {"epoch": 1, "fid": 90.0}) == "STOP"
+
+
+def test_resuming_from_another_tune_config_is_refused(tmp_path):
+    from jobs.tune import check_same_experiment
+
+    spec = write_spec(tmp_path / "a.yaml", {"eval_every": 1}, name="a")
+    check_same_experiment(str(spec), "a", str(tmp_path / "a"))
+    check_same_experiment(str(spec), "a", str(tmp_path / "a"))  # the same config resumes
+    write_spec(spec, {"eval_every": 2}, name="a")
+    with pytest.raises(GanError, match="--name"):
+        check_same_experiment(str(spec), "a", str(tmp_path / "a"))
+
+
+@pytest.mark.ray
+def test_trials_fit_the_cluster(ray_session, capsys):
+    from jobs.tune import check_resources
+
+    spec = parse_spec({"base": {"eval_every": 1}, "resources": {"cpu": 1, "gpu": 0.25}}, "x")
+    fitted = check_resources(spec)  # this cluster has no GPU: the trials run on the CPU
+    assert fitted.gpu == 0 and "no GPU" in capsys.readouterr().out
+    with pytest.raises(GanError, match="'gpu'"):
+        check_resources(spec, require_gpu=True)
+    with pytest.raises(GanError, match="'cpu'"):  # would stay PENDING forever on 2 CPUs
+        check_resources(parse_spec({"base": {"eval_every": 1}, "resources": {"cpu": 3}}, "x"))
+
+
+# -- Ray -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def asha_run(tmp_path_factory, tune_base, ray_session):
+    """A 4-trial ASHA experiment, run once for the tests below."""
+    from jobs.tune import run_tune
+
+    tmp = tmp_path_factory.mktemp("asha")
+    spec = write_spec(
+        tmp / "asha.yaml",
+        tune_base,
+        name="asha",
+        search={"lr_g": {"grid_search": [1.0e-4, 5.0e-4, 2.0e-3, 1.0e-2]}},
+        # one trial at a time makes ASHA's decisions deterministic; reduction factor 4 keeps only
+        # trials in the top quarter at epoch 1, so all four survive only if each beats the rest
+        max_concurrent=1,
+        scheduler={"grace_period": 1, "reduction_factor": 4, "max_t": 3},
+    )
+    t0 = time.time()
+    rows = run_tune(str(spec), storage=str(tmp / "results"))
+    return rows, tmp / "results" / "asha", time.time() - t0
+
+
+@pytest.mark.ray
+def test_asha_stops_weak_trials_and_writes_results(asha_run):
+    rows, exp, _ = asha_run
+    assert len(rows) == 4
+    statuses = [r["status"] for r in rows]
+    assert "stopped" in statuses and "completed" in statuses
+    stopped = [r for r in rows if r["status"] == "stopped"]
+    assert all(r["epochs"] < 3 for r in stopped)
+    table = (exp / "trials.csv").read_text().splitlines()
+    assert len(table) == 5 and table[0].startswith("trial,status,fd_domain,best_epoch,epochs,lr_g")
+    winner = make_config(yaml.safe_load((exp / "best.yaml").read_text()))
+    assert winner.lr_g == rows[0]["lr_g"] and winner.limit == 256 and winner.width == 8
+    assert (exp / "comparison.png").stat().st_size > 1000
+    run = exp / rows[0]["trial"]  # train() wrote straight into the trial dir on storage
+    assert (run / "log.jsonl").is_file() and list((run / "samples").glob("epoch_*.png"))
+    assert list(run.glob("events.out.tfevents.*"))
+    assert list(run.glob("checkpoint_*/checkpoint.pt"))  # Ray's kept checkpoints
+
+
+@pytest.mark.ray
+def test_best_yaml_feeds_train_best(asha_run, tmp_path):
+    from gan.cli import main
+
+    rows, exp, _ = asha_run
+    out = tmp_path / "final"
+    argv = [
+        "train",
+        "--best",
+        "--from",
+        str(exp),
+        "--set",
+        "epochs=1",
+        "eval_every=-1",
+        "--out",
+        str(out),
+    ]
+    assert main(argv) == 0
+    cfg = make_config(yaml.safe_load((out / "config.yaml").read_text()))
+    winner = best_config(exp)
+    final = {"sample_every": 10, "checkpoint_every": 10, "epochs": 1, "eval_every": -1}
+    assert to_dict(cfg) == {**to_dict(winner), **final}
+    epochs = [json.loads(x)["epoch"] for x in (out / "log.jsonl").read_text().splitlines()]
+    assert epochs == [1]  # a fresh run from epoch 0, not a resumed trial
+
+
+def flaky_trial(config, exp_dir="", mode="min"):
+    """gan_trial whose first attempt dies at its epoch-2 report, losing its local checkpoints."""
+    from ray import tune
+
+    from jobs.tune import gan_trial
+
+    marker = Path(exp_dir) / "crashed_once"
+    if not marker.exists():
+        real = tune.report
+
+        def report(metrics, checkpoint=None):
+            if metrics["epoch"] < 2 or marker.exists():  # a reused actor keeps this patch
+                return real(metrics, checkpoint=checkpoint)
+            marker.write_text("1")
+            run_dir = Path(exp_dir) / Path(tune.get_context().get_trial_dir()).name
+            shutil.rmtree(run_dir / "checkpoints")  # as if the retry landed on a fresh node
+            raise RuntimeError("injected crash")
+
+        tune.report = report
+    gan_trial(config, exp_dir, mode)
+
+
+@pytest.mark.ray
+def test_crashed_trial_is_retried_from_its_checkpoint(tmp_path, tune_base, ray_session):
+    import ray.cloudpickle
+
+    from jobs.tune import run_tune
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers can't import tests
+    spec = write_spec(
+        tmp_path / "flaky.yaml", tune_base, name="flaky", max_failures=1, scheduler={"type": "fifo"}
+    )
+    rows = run_tune(str(spec), storage=str(tmp_path), trainable=flaky_trial)
+    assert (tmp_path / "flaky" / "crashed_once").exists()
+    assert [r["status"] for r in rows] == ["completed"]
+    log = (tmp_path / "flaky" / rows[0]["trial"] / "log.jsonl").read_text().splitlines()
+    epochs = [json.loads(x)["epoch"] for x in log if json.loads(x)["kind"] == "epoch"]
+    assert epochs == [1, 2, 2, 3]  # epoch 2 redone from Ray's epoch-1 checkpoint, not from scratch
+
+
+def _terminated(exp: Path) -> list[str]:
+    """Trial ids the experiment state (as last saved by the driver) records as finished."""
+    ids = []
+    for state in exp.glob("experiment_state-*.json"):
+        try:
+            for trial_json, _ in json.loads(state.read_text())["trial_data"]:
+                trial = json.loads(trial_json)
+                if trial["status"] == "TERMINATED":
+                    ids.append(trial["trial_id"])
+        except (json.JSONDecodeError, KeyError):
+            pass  # being rewritten
+    return ids
+
+
+@pytest.mark.ray
+@pytest.mark.slow  # ~90 s: two drivers and three trials
+def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path, tune_base, ray_session):
+    spec = write_spec(
+        tmp_path / "resume.yaml",
+        tune_base,
+        name="resume",
+        search={"lr_g": {"grid_search": [1.0e-4, 5.0e-4, 2.0e-3]}},
+        scheduler={"type": "fifo"},
+    )
+    env = {**os.environ, "RAY_ADDRESS": ray_session, "TUNE_GLOBAL_CHECKPOINT_S": "1"}
+    cmd = [sys.executable, str(ROOT / "jobs" / "tune.py"), str(spec), "--storage", str(tmp_path)]
+    exp = tmp_path / "resume"
+    driver = subprocess.Popen(
+        cmd,
+        env=env,
+        cwd=ROOT,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 120
+        while not _terminated(exp) and time.time() < deadline and driver.poll() is None:
+            time.sleep(0.5)
+        assert driver.poll() is None, "the driver ended before it could be killed"
+        os.killpg(driver.pid, signal.SIGKILL)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+    _wait_quiet(exp)  # the killed driver's trials die with it; let their last writes land
+    finished = _terminated(exp)
+    assert finished and not (exp / "best.yaml").exists()
+    before = {t: (exp / t / "result.json").read_text() for t in finished}
+    # where each unfinished trial stood: epochs logged so far and its newest checkpoint
+    runs = [p.parent for p in exp.glob("*/params.json") if p.parent.name not in finished]
+    stood = {p.name: (len(_epochs(p)), _last_ckpt(p)) for p in runs}
+    assert stood  # at least one trial was cut off mid-run
+    rerun = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "resuming experiment" in rerun.stdout
+    rows = list(csv_rows(exp / "trials.csv"))
+    assert len(rows) == 3 and {r["status"] for r in rows} == {"completed"}
+    for t, text in before.items():  # finished trials were not run again
+        assert (exp / t / "result.json").read_text() == text
+    for t, (logged, ckpt) in stood.items():  # the others went on from their last checkpoint
+        assert _epochs(exp / t)[logged:] == list(range(ckpt + 1, 4))
+    assert (exp / "best.yaml").is_file()
+
+
+def _epochs(run: Path) -> list[int]:
+    if not (run / "log.jsonl").exists():
+        return []
+    rows = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    return [r["epoch"] for r in rows if r["kind"] == "epoch"]
+
+
+def _last_ckpt(run: Path) -> int:
+    from gan.checkpoint import numbered
+
+    found = numbered(run)
+    return int(found[-1].stem.split("_")[1]) if found else 0
+
+
+def _wait_quiet(folder: Path, quiet: float = 3.0, limit: float = 30.0) -> None:
+    """Wait until no file under folder has changed for `quiet` seconds."""
+    start = time.time()
+    while time.time() - start < limit:
+        newest = max((p.stat().st_mtime for p in folder.rglob("*") if p.is_file()), default=0)
+        if time.time() - newest > quiet:
+            return
+        time.sleep(0.5)
+
+
+def csv_rows(path: Path):
+    import csv
+
+    with open(path) as f:
+        yield from csv.DictReader(f)
