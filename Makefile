@@ -3,7 +3,7 @@ PY      ?= .venv/bin/python
 CONFIG  ?= tune_configs/fmnist.yaml
 STAMP   := .venv/.installed-stamp
 
-.PHONY: help install test test-all lint format tune tune-quick train-best tensorboard bench image image-lint clean
+.PHONY: help install test test-fast lint format tune tune-quick train-best tensorboard bench image image-lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -16,11 +16,11 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)  ## create .venv and install gan with the pinned versions of constraints.txt
 
-test: $(STAMP)  ## the test suite (real Fashion-MNIST slices, CPU, ~10 min on 2 cores)
-	$(PY) -m pytest -q -m "not slow"
-
-test-all: $(STAMP)  ## every test, the slow ones too (two-node Ray cluster, long tunes)
+test: $(STAMP)  ## every test (real Fashion-MNIST slices, CPU, two-node Ray cluster; ~6 min)
 	$(PY) -m pytest -q
+
+test-fast: $(STAMP)  ## the tests without the two slow Ray ones (~4 min)
+	$(PY) -m pytest -q -m "not slow"
 
 lint: $(STAMP)  ## ruff lint and format check
 	.venv/bin/ruff check .

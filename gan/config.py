@@ -23,7 +23,7 @@ class Config:
     dataset: str = "fashion_mnist"  # fashion_mnist | mnist | cifar10 | folder | zip
     data_path: str = ""  # image folder or ZIP archive (folder / zip datasets)
     data_dir: str = "data"  # where torchvision downloads and prepared tensors are cached
-    classes: tuple[int, ...] = ()  # keep only these labels (empty: all)
+    classes: tuple[int, ...] = ()  # keep only these labels, relabelled 0..k-1 (empty: all)
     channels: int = 1  # 1 (grayscale) or 3 (RGB); images are converted to this
     image_size: int = 28  # square side in pixels; any size (28, 32, 64, 100, ...)
     limit: int = 0  # use only the first N training images (0: all)

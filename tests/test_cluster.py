@@ -25,7 +25,7 @@ CLUSTER = ROOT / "jobs" / "cluster"
 
 
 def rayjob() -> dict[str, dict]:
-    """The documents of rayjob.yaml by kind: PersistentVolumeClaim, RayJob."""
+    """The documents of rayjob.yaml by kind: PersistentVolumeClaim, RayJob, Pod."""
     return {d["kind"]: d for d in yaml.safe_load_all((CLUSTER / "rayjob.yaml").read_text())}
 
 
@@ -64,7 +64,19 @@ def test_one_image_everywhere():
     built = built if ":" in built else f"{built}:latest"
     images = {c["image"] for spec in pods().values() for c in spec["containers"]}
     images.add(ray_cluster()["docker"]["image"])
+    images.add(rayjob()["Pod"]["spec"]["containers"][0]["image"])
     assert images == {built}
+
+
+def test_tensorboard_pod_reads_the_results_volume():
+    pod = rayjob()["Pod"]["spec"]
+    _, storage = tune_args()
+    (container,) = pod["containers"]
+    assert container["command"][:3] == ["tensorboard", "--logdir", storage]
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == storage]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    assert volume["persistentVolumeClaim"]["claimName"] == "gan-results"
+    assert str(pod["securityContext"]["fsGroup"]) == image_user()[1]
 
 
 def test_rayjob_runs_the_tune_job_on_one_shared_volume():
