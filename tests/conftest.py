@@ -9,6 +9,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+from fixtures_data import *  # noqa: E402, F403  (small real-data configs)
+from fixtures_data import tiny_config  # noqa: E402
 from fixtures_fid import *  # noqa: E402, F403  (random Inception weights, FID helpers)
 from fixtures_ray import *  # noqa: E402, F403  (one Ray session per test run)
 
@@ -26,26 +28,8 @@ def fmnist_dir() -> Path:
 @pytest.fixture
 def tiny(tmp_path, fmnist_dir):
     """Factory of small, fast configs on a real Fashion-MNIST slice."""
-    from gan.config import make_config
 
     def make(**values):
-        base = dict(
-            name="tiny",
-            dataset="fashion_mnist",
-            data_dir=str(tmp_path / "data"),
-            limit=256,
-            batch_size=32,
-            width=8,
-            latent_dim=16,
-            epochs=1,
-            eval_every=-1,
-            sample_every=1,
-            checkpoint_every=1,
-            seed=0,
-            device="cpu",
-            arch="dcgan",
-        )
-        base.update(values)
-        return make_config(base)
+        return tiny_config(tmp_path / "data", **values)
 
     return make

@@ -1,14 +1,14 @@
 """Class-conditional GANs on Fashion-MNIST: every arch trains, classes are asked for and drawn."""
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
+from fixtures_data import tiny_config as base_config
 
 from gan.checkpoint import load_generator
 from gan.cli import main
-from gan.config import GanError, make_config
+from gan.config import GanError
 from gan.data import load_split
 from gan.generate import (
     check_classes,
@@ -23,29 +23,13 @@ from gan.train import train
 
 
 def tiny_config(data_dir, **values):
-    """The values of conftest's `tiny`, for module-scoped fixtures (tiny is per test)."""
-    base = dict(
-        name="tiny",
-        dataset="fashion_mnist",
-        data_dir=str(data_dir),
-        limit=256,
-        batch_size=32,
-        width=8,
-        latent_dim=16,
-        epochs=1,
-        eval_every=-1,
-        seed=0,
-        device="cpu",
-        arch="dcgan",
-        conditional=True,
-    )
-    return make_config({**base, **values})
+    """TINY, class-conditional."""
+    return base_config(data_dir, **{"conditional": True, **values})
 
 
 @pytest.fixture(scope="module")
-def data_dir(request):
-    """Prepared data and the domain classifier, cached across modules and runs (file-locked)."""
-    return Path(request.config.cache.mkdir("gan_generate_data"))
+def data_dir(shared_data_dir):
+    return shared_data_dir
 
 
 @pytest.fixture(scope="module")

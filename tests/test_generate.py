@@ -4,11 +4,11 @@ import csv
 import dataclasses
 import math
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from fixtures_data import tiny_config as base_config
 from PIL import Image
 
 from gan.checkpoint import load_generator
@@ -23,31 +23,14 @@ CLASSES = (1, 7, 8)  # Trouser, Sneaker, Bag: the domain classifier trains on 18
 
 
 def tiny_config(data_dir, **values):
-    """The values of conftest's `tiny`, for module-scoped fixtures (tiny is per test)."""
-    base = dict(
-        name="tiny",
-        dataset="fashion_mnist",
-        data_dir=str(data_dir),
-        limit=1024,
-        batch_size=32,
-        width=8,
-        latent_dim=16,
-        epochs=6,
-        lr_g=1e-3,
-        lr_d=1e-3,
-        eval_every=-1,
-        seed=0,
-        device="cpu",
-        arch="dcgan",
-        classes=CLASSES,
-    )
-    return make_config({**base, **values})
+    """TINY, longer and faster-learning: samples that vary with z and look like the data."""
+    more = dict(limit=1024, epochs=6, lr_g=1e-3, lr_d=1e-3, classes=CLASSES)
+    return base_config(data_dir, **{**more, **values})
 
 
 @pytest.fixture(scope="module")
-def data_dir(request):
-    """Prepared data and the domain classifier, cached across modules and runs (file-locked)."""
-    return Path(request.config.cache.mkdir("gan_generate_data"))
+def data_dir(shared_data_dir):
+    return shared_data_dir
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,13 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
+from fixtures_data import tiny_config
 from PIL import Image
 
 from gan.cli import main
-from gan.config import GanError, make_config
+from gan.config import GanError
 from gan.generate import generate_images
 from gan.serve import listen, make_app
 from gan.train import train
@@ -24,29 +24,17 @@ uvicorn = pytest.importorskip("uvicorn", reason="the optional extra: pip install
 
 
 @pytest.fixture(scope="module")
-def run(request, tmp_path_factory, fmnist_dir):
-    """A small conditional run (Trouser, Sneaker, Bag), as conftest's `tiny` would make it."""
+def run(shared_data_dir, tmp_path_factory, fmnist_dir):
+    """A small conditional run (Trouser, Sneaker, Bag)."""
     root = tmp_path_factory.mktemp("serve")
-    data_dir = Path(request.config.cache.mkdir("gan_generate_data"))  # shared prepared data
-    cfg = make_config(
-        dict(
-            name="tiny",
-            dataset="fashion_mnist",
-            data_dir=str(data_dir),
-            limit=512,
-            batch_size=32,
-            width=8,
-            latent_dim=16,
-            epochs=2,
-            lr_g=1e-3,
-            lr_d=1e-3,
-            eval_every=-1,
-            seed=0,
-            device="cpu",
-            arch="dcgan",
-            conditional=True,
-            classes=(1, 7, 8),
-        )
+    cfg = tiny_config(
+        shared_data_dir,
+        limit=512,
+        epochs=2,
+        lr_g=1e-3,
+        lr_d=1e-3,
+        conditional=True,
+        classes=(1, 7, 8),
     )
     train(cfg, root / "run")
     return root / "run"
