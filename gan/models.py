@@ -227,7 +227,10 @@ def build_models(cfg: Config, num_classes: int = 0) -> tuple[Generator, Discrimi
         raise GanError("config key 'conditional': needs a labelled dataset with at least 2 classes")
     n_cls = num_classes if cfg.conditional else 0
     make_g, make_d = ARCHS[cfg.arch]
-    embed_dim = cfg.latent_dim if n_cls else 0
+    # one dimension per class: an embedding as wide as z lets G take its variety from the label
+    # alone and ignore z, one image per class (on Fashion-MNIST, within-class spread 0.09 of the
+    # real class's against 0.53 with one dimension per class)
+    embed_dim = min(n_cls, cfg.latent_dim)
     project, c0, s0, body = make_g(
         latent_dim=cfg.latent_dim,
         width=cfg.width,
