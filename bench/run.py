@@ -89,6 +89,30 @@ def bench_packing(counts=(1, 2, 4, 8), seconds: float = 20.0, data_dir: str = "d
     return rows
 
 
+def fid_weights(data_dir: Path) -> tuple[Path, str]:
+    """Inception weights for the FID row: the standard ones when present ($GAN_FID_WEIGHTS or
+    torch-fidelity's file in $TORCH_HOME), else a random-weights file of the same layout. Times
+    do not depend on the weights' values; FID values from random weights are not standard FIDs,
+    and the row says which it used."""
+    from gan.config import make_config
+    from gan.metrics import resolve_weights
+
+    try:
+        w = resolve_weights(make_config({}))
+        return Path(w.path), "standard" if w.standard else f"local file {w.path}"
+    except Exception as e:  # noqa: BLE001  (no file, no network)
+        print(f"fid: standard Inception weights unavailable ({e}); timing with random weights")
+    sys.path.insert(0, str(ROOT / "tests"))
+    from fixtures_fid import build_random_inception
+
+    fmnist = Path(os.environ.get("GAN_FMNIST_DIR", "/usr/share/datasets/fashion-mnist"))
+    path = data_dir / "cache" / "bench-random-inception.pth"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        build_random_inception(path, fmnist)
+    return path, "random, same layout (timing only; FID values non-standard)"
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="small counts: a smoke run of every row")
@@ -128,7 +152,11 @@ def main() -> int:
     if "fid" in only:
         from bench_fid import bench_fid
 
-        out["fid"] = bench_fid(50 if q else 500, data_dir=args.data_dir)
+        weights, kind = fid_weights(Path(args.data_dir))
+        out["fid"] = {
+            "weights": kind,
+            **bench_fid(50 if q else 500, weights, data_dir=args.data_dir),
+        }
         print(f"fid: {json.dumps(out['fid'])}", flush=True)
     if "packing" in only:
         if torch.cuda.is_available():

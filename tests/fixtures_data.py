@@ -24,8 +24,8 @@ TINY = dict(
 )
 
 
-def tiny_config(data_dir, **values):
-    """A Config of TINY's values in `data_dir`, with `values` on top."""
+def tiny_config(data_dir, /, **values):
+    """A Config of TINY's values in `data_dir`, with `values` (data_dir too) on top."""
     from gan.config import make_config
 
     return make_config({**TINY, "data_dir": str(data_dir), **values})

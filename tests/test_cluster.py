@@ -148,7 +148,7 @@ def test_ray_cluster_shares_the_storage_and_has_gpu_workers():
 # -- a real two-node cluster on this machine --------------------------------------------------
 
 RAY = str(Path(sys.executable).with_name("ray"))
-EPOCHS = 4
+EPOCHS = 8  # long enough that a poll sees a worker trial mid-run, even on a busy machine
 
 
 def free_port() -> int:
@@ -338,7 +338,7 @@ def test_tune_job_on_two_nodes_survives_losing_one(two_nodes, ray_env, tmp_path,
         try:
             while driver.poll() is None:
                 assert time.time() < deadline, driver_log.read_text()[-5000:]
-                time.sleep(1)
+                time.sleep(0.25)
                 if worker.proc.poll() is not None:
                     continue
                 for trial, rows in trial_rows(exp).items():

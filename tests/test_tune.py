@@ -237,7 +237,8 @@ def test_asha_stops_weak_trials_and_writes_results(asha_run):
     assert (exp / "comparison.png").stat().st_size > 1000
     run = exp / rows[0]["trial"]  # train() wrote straight into the trial dir on storage
     assert (run / "log.jsonl").is_file() and list((run / "samples").glob("epoch_*.png"))
-    assert list(run.glob("events.out.tfevents.*"))
+    events = list(run.glob("events.out.tfevents.*"))
+    assert any(b"_hparams_" in p.read_bytes() for p in events)  # TensorBoard's HParams view
     assert list(run.glob("checkpoint_*/checkpoint.pt"))  # Ray's kept checkpoints
 
 
