@@ -320,6 +320,13 @@ def load_split(cfg: Config, split: str = "train") -> Images:
     if split not in ("train", "test"):
         raise ValueError(f"split must be train or test, got {split!r}")
     cache = Path(cfg.data_dir) / "prepared" / f"{data_key(cfg, split)}.pt"
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # e.g. a best.yaml from another machine names a path missing here
+        raise GanError(
+            f"config key 'data_dir': cannot create {cache.parent} ({e.strerror}); "
+            "pass --set data_dir=DIR with a writable directory"
+        ) from None
     with file_lock(cache.with_suffix(".lock")):  # concurrent trials prepare it once
         if cache.exists():
             try:

@@ -139,3 +139,10 @@ def test_augmentation_keeps_shape_range_and_changes_images(tiny):
         to_uint8(to_float(load_split(tiny(limit=8), "train").images)),
         load_split(tiny(limit=8), "train").images,
     )
+
+
+def test_unwritable_data_dir_is_a_clear_error(tmp_path, tiny):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(GanError, match="config key 'data_dir'.*--set data_dir=DIR"):
+        load_split(tiny(data_dir=str(blocker / "data")), "train")
