@@ -22,6 +22,7 @@ import torch  # noqa: E402
 import torch_fidelity  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from gan.checkpoint import resolve_device  # noqa: E402
 from gan.config import make_config  # noqa: E402
 from gan.metrics import (  # noqa: E402
     fd_to,
@@ -32,7 +33,6 @@ from gan.metrics import (  # noqa: E402
     reference,
 )
 from gan.models import build_models  # noqa: E402
-from gan.train import resolve_device  # noqa: E402
 
 
 def _write_pngs(batches, folder: Path) -> None:

@@ -15,10 +15,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from gan.checkpoint import resolve_device
 from gan.config import load_config
 from gan.data import load_split
 from gan.models import build_models
-from gan.train import resolve_device, train_epoch
+from gan.train import train_epoch
 
 
 class TextbookDataset(torch.utils.data.Dataset):

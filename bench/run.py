@@ -52,10 +52,11 @@ def machine() -> dict:
 def _packed_trial(args) -> float:
     """One trial process: train epochs of the fmnist model for `seconds`; returns its img/s."""
     overrides, seconds, start = args
+    from gan.checkpoint import resolve_device
     from gan.config import load_config
     from gan.data import load_split
     from gan.models import build_models
-    from gan.train import resolve_device, train_epoch
+    from gan.train import train_epoch
 
     cfg = load_config(preset="fmnist", overrides=list(overrides))
     dev = resolve_device(cfg.device)

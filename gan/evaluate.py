@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torchvision.utils import make_grid, save_image
 
-from gan.checkpoint import find_checkpoint, load_generator
+from gan.checkpoint import find_checkpoint, load_generator, resolve_device
 from gan.config import Config, GanError, make_config, to_dict
 from gan.data import data_key, load_split, to_float, to_uint8
 from gan.metrics import EVAL_SEED, Evaluator, Weights, make_evaluator
@@ -157,9 +157,8 @@ def eval_config(cfg: Config, args) -> Config:
 def evaluate_run(ckpt: Path, args, evaluators: dict) -> dict:
     """Score one checkpoint; writes evaluation.json and evaluation.png into its run dir."""
     from gan.models import build_models
-    from gan.train import resolve_device
 
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, cli=True)
     G, cfg, state = load_generator(ckpt, device)
     cfg = eval_config(cfg, args)
     key = (data_key(cfg, "train"), data_key(cfg, cfg.fid_ref_split), cfg.fid_samples, cfg.metric)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from gan.checkpoint import find_checkpoint, load_generator
+from gan.checkpoint import find_checkpoint, load_generator, resolve_device
 from gan.classifier import predict
 from gan.config import Config, GanError
 from gan.data import load_split, to_uint8
@@ -28,18 +28,6 @@ COLUMNS = ("file", "class", "label", "seed", "index", "checkpoint")
 
 
 # -- latents, labels, pixels --------------------------------------------------------------------
-
-
-def resolve_device(name: str) -> torch.device:
-    """Like gan.train.resolve_device, without importing the trainer (TensorBoard: ~8 s here)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise GanError(f"--device {name}: no CUDA GPU is visible; use --device cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise GanError(f"--device {name!r}: use cpu, cuda, cuda:N or auto") from None
 
 
 def check_seed(seed: int) -> int:
@@ -59,7 +47,7 @@ def latents(seed: int, start: int, n: int, latent_dim: int) -> torch.Tensor:
     return torch.from_numpy(np.stack([r.standard_normal(latent_dim, np.float32) for r in rngs]))
 
 
-def model_classes(G: torch.nn.Module, cfg: Config, ckpt: dict) -> dict[int, str]:
+def model_classes(G: torch.nn.Module, ckpt: dict) -> dict[int, str]:
     """{label: name} of the classes a conditional G was trained on ({} when unconditional)."""
     if not G.num_classes:
         return {}
@@ -216,7 +204,7 @@ def generate_images(
     check_seed(seed)
     path = find_checkpoint(target)
     G, cfg, ckpt = load_generator(path, device, ema=ema)
-    classes = model_classes(G, cfg, ckpt)
+    classes = model_classes(G, ckpt)
     label = resolve_class(klass, classes) if klass is not None else None
     folders = {k: folder_name(name) for k, name in classes.items()}
     if len(set(folders.values())) < len(folders):  # two names that differ only in odd characters
@@ -440,10 +428,10 @@ def _keys(args: argparse.Namespace, latent_dim: int) -> tuple[torch.Tensor, list
 
 def run(args: argparse.Namespace) -> int:
     """Run `gan generate`."""
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, cli=True)
     if args.check_classes or args.interpolate:
         G, cfg, ckpt = load_generator(args.target, device, ema=not args.no_ema)
-        classes = model_classes(G, cfg, ckpt)
+        classes = model_classes(G, ckpt)
         label = resolve_class(args.klass, classes) if args.klass is not None else None
     if args.check_classes:
         chosen = {label: classes[label]} if label is not None else classes

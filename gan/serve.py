@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from gan.checkpoint import find_checkpoint, load_generator
+from gan.checkpoint import find_checkpoint, load_generator, resolve_device
 from gan.config import GanError
 from gan.generate import (
     MAX_SEED,
@@ -22,7 +22,6 @@ from gan.generate import (
     model_classes,
     png_bytes,
     resolve_class,
-    resolve_device,
     sample,
 )
 
@@ -64,7 +63,7 @@ def make_app(
         raise GanError(INSTALL) from None
     path = find_checkpoint(target)
     G, cfg, ckpt = load_generator(path, device, ema=ema)
-    classes = model_classes(G, cfg, ckpt)
+    classes = model_classes(G, ckpt)
     lock = threading.Lock()  # one request on G at a time: torch already uses every core
     info = {
         "checkpoint": str(path),
@@ -143,7 +142,8 @@ def run(args: argparse.Namespace) -> int:
         import uvicorn
     except ImportError:
         raise GanError(INSTALL) from None
-    app = make_app(args.target, resolve_device(args.device), args.max_count, not args.no_ema)
+    device = resolve_device(args.device, cli=True)
+    app = make_app(args.target, device, args.max_count, not args.no_ema)
     sock = listen(args.host, args.port)
     host, port = sock.getsockname()[:2]
     print(f"serving on http://{host}:{port}/generate?seed=0&count=16 (and /health); Ctrl-C stops")

@@ -19,6 +19,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid, save_image
 
 from gan import checkpoint as ck
+from gan.checkpoint import resolve_device
 from gan.config import Config, GanError, make_config, save_config, to_dict
 from gan.data import augment, load_split, to_float
 from gan.losses import d_loss, g_loss
@@ -47,15 +48,6 @@ RESUMABLE = {
     "metric",
 }
 STATS = ("d_loss", "g_loss", "d_real", "d_fake", "d_acc_real", "d_acc_fake")
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' picks CUDA when present; asking for CUDA without one is a clear error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise GanError(f"config key 'device': {name!r} but no CUDA GPU is visible; use device=cpu")
-    return torch.device(name)
 
 
 # -- one step ---------------------------------------------------------------------------------
