@@ -3,7 +3,8 @@
 Each row compares gan against a reference measured in the same run on the same machine; only
 ratios and same-run numbers are reported. GPU-only rows say "pending" where no GPU is present.
 Options: --quick (smaller counts, for a smoke run), --only NAME[,NAME] (train, fid, packing,
-asha, growth), --data-dir DIR (prepared data and caches; default data/).
+asha, growth, quality), --data-dir DIR (prepared data and caches; default data/), --recipes
+(quality: which presets to curve against the textbook DCGAN; default every Fashion-MNIST one).
 """
 
 from __future__ import annotations
@@ -117,7 +118,8 @@ def fid_weights(data_dir: Path) -> tuple[Path, str]:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="small counts: a smoke run of every row")
-    p.add_argument("--only", default="train,fid,packing,asha,growth")
+    p.add_argument("--only", default="train,fid,packing,asha,growth,quality")
+    p.add_argument("--recipes", default="", help="quality: comma-separated presets")
     p.add_argument("--data-dir", default=str(ROOT / "data"))
     args = p.parse_args()
     only = set(args.only.split(","))
@@ -180,6 +182,21 @@ def main() -> int:
                 f"growth {r['image_size']}px x {r['images']}: {r['s_per_epoch']:.1f} s/epoch",
                 flush=True,
             )
+    if "quality" in only:
+        from bench_quality import PRESETS, bench_quality
+
+        # CPU: epochs 1-5 (--quick 1-2); GPU: 1-30. Checkpoints under runs/bench-quality/ let an
+        # interrupted bench resume; the same seed on the CPU gives the same curve on a rerun.
+        gpu = torch.cuda.is_available()
+        epochs = 2 if q else (30 if gpu else 5)
+        recipes = args.recipes.split(",") if args.recipes else list(PRESETS)
+        out["quality"] = bench_quality(
+            recipes,
+            epochs,
+            ROOT / "runs" / "bench-quality",
+            args.data_dir,
+            "cuda" if gpu else "cpu",
+        )
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     kind = "gpu" if out["machine"]["gpu"] else "cpu"

@@ -32,7 +32,7 @@ class Config:
     rotate: float = 0.0  # augmentation: random rotation in [-rotate, rotate] degrees
     zoom: float = 0.0  # augmentation: random zoom in [1 - zoom, 1 + zoom]
     # -- model --------------------------------------------------------------------------------
-    arch: str = "dcgan"  # a key of gan.models.ARCHS: baseline | modified | dcgan
+    arch: str = "dcgan"  # a key of gan.models.ARCHS: baseline | modified | dcgan | resnet
     latent_dim: int = 100  # size of z
     width: int = 64  # channel width of the narrowest conv stage; wider stages are multiples
     upsample: str = "default"  # default (the arch's own) | transposed | nearest | pixelshuffle
@@ -53,6 +53,14 @@ class Config:
     label_noise: float = 0.0  # chance of flipping each of D's real/fake targets (bce only)
     d_steps: int = 1  # D updates per G update
     ema_decay: float = 0.999  # EMA of G's weights for sampling and evaluation (0: off)
+    # EMA warm-up (StyleGAN2-ADA's ema_rampup): the EMA's half-life, in images, is at most this
+    # fraction of the images seen so far, so G_ema tracks G early on (0: the fixed ramp
+    # min(ema_decay, (1 + step) / (10 + step)) of older runs)
+    ema_rampup: float = 0.0
+    # -- techniques of the strongest recipes (all off by default) ----------------------------
+    diffaug: str = ""  # DiffAugment on all D sees: comma-separated color,translation,cutout
+    r1_gamma: float = 0.0  # R1 penalty (gamma / 2) E|grad_x D(x)|^2 on real images (0: off)
+    r1_every: int = 16  # lazy R1 (StyleGAN2): every N D steps, weighted by N
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
     compile: bool = False  # torch.compile G and D, falling back to eager if it fails
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -71,6 +79,7 @@ class Config:
 
 
 FIELDS = {f.name: f for f in fields(Config)}
+DIFFAUG = ("color", "translation", "cutout")  # gan.diffaug.OPS, named here without torch
 _HINTS = typing.get_type_hints(Config)
 CHOICES = {
     "dataset": ("fashion_mnist", "mnist", "cifar10", "folder", "zip"),
@@ -142,7 +151,7 @@ def _check(cfg: Config) -> Config:
 
     if cfg.arch not in ARCHS:
         raise GanError(f"config key 'arch': {cfg.arch!r} is not one of {tuple(ARCHS)}")
-    positive = ("image_size", "latent_dim", "width", "epochs", "batch_size", "d_steps")
+    positive = ("image_size", "latent_dim", "width", "epochs", "batch_size", "d_steps", "r1_every")
     for key in positive:
         if getattr(cfg, key) < 1:
             raise GanError(f"config key '{key}': must be at least 1, got {getattr(cfg, key)}")
@@ -161,7 +170,16 @@ def _check(cfg: Config) -> Config:
         raise GanError(f"config key 'holdout': must be in [0, 0.9), got {cfg.holdout}")
     if not 0.0 < cfg.lr_decay <= 1.0:
         raise GanError(f"config key 'lr_decay': must be in (0, 1], got {cfg.lr_decay}")
-    for key in ("limit", "rotate", "d_noise", "sample_every", "checkpoint_every"):
+    policy = [p for p in cfg.diffaug.replace(" ", "").split(",") if p]
+    bad = sorted(set(policy) - set(DIFFAUG))
+    if bad or len(policy) != len(set(policy)):
+        raise GanError(
+            f"config key 'diffaug': {cfg.diffaug!r}; use a comma-separated subset of "
+            f"{', '.join(DIFFAUG)} (e.g. diffaug=color,translation,cutout) or '' for off"
+        )
+    if not 0.0 <= cfg.ema_rampup <= 1.0:
+        raise GanError(f"config key 'ema_rampup': must be in [0, 1], got {cfg.ema_rampup}")
+    for key in ("limit", "rotate", "d_noise", "sample_every", "checkpoint_every", "r1_gamma"):
         if getattr(cfg, key) < 0:
             raise GanError(f"config key '{key}': must not be negative, got {getattr(cfg, key)}")
     if cfg.keep_checkpoints < 1:

@@ -1,4 +1,4 @@
-"""GAN losses on D's logits: non-saturating BCE (with smoothed / noisy labels) and hinge."""
+"""GAN losses on D's logits: non-saturating BCE (with smoothed / noisy labels) and hinge; R1."""
 
 from __future__ import annotations
 
@@ -39,3 +39,10 @@ def g_loss(d_fake: torch.Tensor, kind: str = "bce") -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(
         d_fake.float(), torch.ones_like(d_fake, dtype=torch.float)
     )
+
+
+def r1_penalty(d_real: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """R1 (Mescheder et al. 2018): E |grad_x D(x)|^2 on real images, differentiable in D's weights;
+    `real` must require grad and d_real = D(real). The caller weights it by gamma / 2."""
+    (grad,) = torch.autograd.grad(d_real.float().sum(), real, create_graph=True)
+    return grad.float().square().flatten(1).sum(1).mean()

@@ -1,4 +1,5 @@
-"""Generator / discriminator pairs: baseline and modified (seed 000) and DCGAN (seeds 002/004).
+"""Generator / discriminator pairs: baseline and modified (seed 000), DCGAN (seeds 002/004), and
+a residual SNGAN/BigGAN-style pair (resnet).
 
 Every G maps z (B, latent_dim) [+ labels] to (B, C, S, S) in [-1, 1] for any S: it grows an
 s0 x s0 map by n_up doublings (s0 * 2**n_up >= S) and center-crops, like the seed's Cropping2D.
@@ -10,6 +11,7 @@ import math
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch.nn.utils.parametrizations import spectral_norm as _sn
 
 from gan.config import Config, GanError
@@ -53,17 +55,21 @@ class Generator(nn.Module):
         super().__init__()
         self.latent_dim, self.channels, self.image_size = latent_dim, channels, image_size
         self.num_classes, self.c0, self.s0 = num_classes, c0, s0
-        # conditional G: a learned label embedding concatenated to z
-        self.embed = nn.Embedding(num_classes, embed_dim) if num_classes else None
+        # conditional G: the body takes the labels (conditional BatchNorm), or else a learned
+        # label embedding is concatenated to z
+        self.labels_in_body = getattr(body, "takes_labels", False)
+        use_embed = num_classes and not self.labels_in_body
+        self.embed = nn.Embedding(num_classes, embed_dim) if use_embed else None
         self.project, self.body = project, body
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if self.num_classes and y is None:
+            raise ValueError("a conditional generator needs labels y")
         if self.embed is not None:
-            if y is None:
-                raise ValueError("a conditional generator needs labels y")
             z = torch.cat([z, self.embed(y)], 1)
         x = self.project(z).view(-1, self.c0, self.s0, self.s0)  # (B, C0, s0, s0)
-        x = self.body(x)  # (B, C, s0 * 2**n_up, ...)
+        # (B, C, s0 * 2**n_up, ...)
+        x = self.body(x, y if self.num_classes else None) if self.labels_in_body else self.body(x)
         off = (x.shape[-1] - self.image_size) // 2
         return x[..., off : off + self.image_size, off : off + self.image_size]
 
@@ -203,11 +209,128 @@ def dcgan_d(width, channels, dropout, image_size, **_):
     return nn.Sequential(*layers, nn.Flatten())
 
 
+# -- resnet (SNGAN / BigGAN style): residual upsampling blocks in G with (conditional) BatchNorm,
+# residual downsampling blocks in D (spectral norm from the spectral_norm key), sum pooling ----
+
+
+class CondBatchNorm2d(nn.Module):
+    """BatchNorm whose scale and shift come from the class label (BigGAN's conditional BN)."""
+
+    def __init__(self, c: int, num_classes: int):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(c, affine=False)
+        self.gain, self.bias = nn.Embedding(num_classes, c), nn.Embedding(num_classes, c)
+        nn.init.ones_(self.gain.weight)
+        nn.init.zeros_(self.bias.weight)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.bn(x) * self.gain(y)[:, :, None, None] + self.bias(y)[:, :, None, None]
+
+
+class GBlock(nn.Module):
+    """BN-ReLU-up-conv3-BN-ReLU-conv3 plus an up-conv1 shortcut: (B, c_in, H, W) -> (B, c_out, 2H,
+    2W); its BatchNorms are conditional when num_classes > 0."""
+
+    def __init__(self, c_in: int, c_out: int, num_classes: int = 0):
+        super().__init__()
+        self.cond = num_classes > 0
+        self.bn1 = CondBatchNorm2d(c_in, num_classes) if self.cond else nn.BatchNorm2d(c_in)
+        self.bn2 = CondBatchNorm2d(c_out, num_classes) if self.cond else nn.BatchNorm2d(c_out)
+        self.conv1, self.conv2 = nn.Conv2d(c_in, c_out, 3, 1, 1), nn.Conv2d(c_out, c_out, 3, 1, 1)
+        self.skip = nn.Conv2d(c_in, c_out, 1)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        h = F.relu(self.bn1(x, y) if self.cond else self.bn1(x))
+        h = self.conv1(F.interpolate(h, scale_factor=2.0, mode="nearest"))  # (B, c_out, 2H, 2W)
+        h = self.conv2(F.relu(self.bn2(h, y) if self.cond else self.bn2(h)))
+        return h + self.skip(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class ResGBody(nn.Module):
+    """n_up GBlocks, then BN-ReLU-conv3-Tanh to the image channels; takes the labels."""
+
+    takes_labels = True  # Generator passes y here instead of concatenating an embedding to z
+
+    def __init__(self, ch: list[int], channels: int, num_classes: int = 0):
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            GBlock(a, b, num_classes) for a, b in zip(ch[:-1], ch[1:], strict=True)
+        )
+        self.out = nn.Sequential(
+            nn.BatchNorm2d(ch[-1]), nn.ReLU(True), nn.Conv2d(ch[-1], channels, 3, 1, 1), nn.Tanh()
+        )
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x, y)  # (B, ch[i+1], 2H, 2W)
+        return self.out(x)
+
+
+class DBlock(nn.Module):
+    """ReLU-conv3-ReLU-conv3 (+ 2x2 average pool) plus a conv1 shortcut. The first block (SNGAN's
+    optimized block) skips the leading ReLU and pools before its shortcut conv."""
+
+    def __init__(self, c_in: int, c_out: int, down: bool, first: bool = False):
+        super().__init__()
+        self.down, self.first = down, first
+        self.conv1, self.conv2 = nn.Conv2d(c_in, c_out, 3, 1, 1), nn.Conv2d(c_out, c_out, 3, 1, 1)
+        self.skip = nn.Conv2d(c_in, c_out, 1) if (down or c_in != c_out) else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(x if self.first else F.relu(x))
+        h = self.conv2(F.relu(h))
+        if self.down:
+            h = F.avg_pool2d(h, 2)  # (B, c_out, H/2, W/2), floored for odd sides
+        if self.first and self.down:
+            return h + self.skip(F.avg_pool2d(x, 2))
+        s = self.skip(x)
+        return h + (F.avg_pool2d(s, 2) if self.down else s)
+
+
+def resnet_g(latent_dim, width, channels, image_size, upsample, z_in, num_classes=0, **_):
+    if upsample not in ("default", "nearest"):
+        raise GanError(
+            f"config key 'upsample': arch resnet upsamples by nearest + conv; got {upsample!r}, "
+            "use upsample=default"
+        )
+    n_up, s0 = plan(image_size)
+    ch = [width * 2 ** (n_up - i) for i in range(n_up + 1)]  # 28px: 4w (7x7), 2w (14), w (28)
+    project = nn.Linear(z_in, ch[0] * s0 * s0)  # (B, 4w * 7 * 7), no norm: the block norms it
+    return project, ch[0], s0, ResGBody(ch, channels, num_classes)
+
+
+def resnet_d(width, channels, image_size, **_):
+    n_down = max(2, plan(image_size)[0])
+    ch = [width * 2**i for i in range(n_down)]  # 28px: w (14x14), 2w (7x7)
+    blocks = [DBlock(channels, ch[0], down=True, first=True)]
+    blocks += [DBlock(a, b, down=True) for a, b in zip(ch[:-1], ch[1:], strict=True)]
+    blocks += [DBlock(ch[-1], ch[-1], down=False)]  # one more block at the coarsest side
+    # ReLU then sum over space (SNGAN), not a mean: (B, ch[-1])
+    return nn.Sequential(*blocks, nn.ReLU(), SumPool())
+
+
+class SumPool(nn.Module):
+    """(B, C, H, W) -> (B, C), summed over space."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.sum((2, 3))
+
+
+def xavier_init(m: nn.Module) -> None:
+    """SNGAN's initialisation of residual nets: Xavier-uniform convs and linears, zero biases."""
+    if isinstance(m, (nn.Conv2d, nn.Linear)):
+        nn.init.xavier_uniform_(m.weight)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+
 ARCHS = {
     "baseline": (baseline_g, baseline_d),
     "modified": (modified_g, modified_d),
     "dcgan": (dcgan_g, dcgan_d),
+    "resnet": (resnet_g, resnet_d),
 }
+INITS = {"resnet": xavier_init}  # the others: init_weights (DCGAN's)
 
 
 def init_weights(m: nn.Module) -> None:
@@ -230,7 +353,8 @@ def build_models(cfg: Config, num_classes: int = 0) -> tuple[Generator, Discrimi
     # one dimension per class: an embedding as wide as z lets G take its variety from the label
     # alone and ignore z, one image per class (on Fashion-MNIST, within-class spread 0.09 of the
     # real class's against 0.53 with one dimension per class)
-    embed_dim = min(n_cls, cfg.latent_dim)
+    # (the resnet G takes labels in its conditional BatchNorms instead: no embedding on z)
+    embed_dim = 0 if cfg.arch == "resnet" else min(n_cls, cfg.latent_dim)
     project, c0, s0, body = make_g(
         latent_dim=cfg.latent_dim,
         width=cfg.width,
@@ -238,6 +362,7 @@ def build_models(cfg: Config, num_classes: int = 0) -> tuple[Generator, Discrimi
         image_size=cfg.image_size,
         upsample=cfg.upsample,
         z_in=cfg.latent_dim + embed_dim,
+        num_classes=n_cls,
     )
     G = Generator(
         project,
@@ -253,8 +378,9 @@ def build_models(cfg: Config, num_classes: int = 0) -> tuple[Generator, Discrimi
     features = make_d(
         width=cfg.width, channels=cfg.channels, dropout=cfg.d_dropout, image_size=cfg.image_size
     )
-    G.apply(init_weights)
-    features.apply(init_weights)
+    init = INITS.get(cfg.arch, init_weights)
+    G.apply(init)
+    features.apply(init)
     D = Discriminator(
         features,
         channels=cfg.channels,

@@ -22,7 +22,8 @@ from gan import checkpoint as ck
 from gan.checkpoint import resolve_device
 from gan.config import Config, GanError, make_config, save_config, to_dict
 from gan.data import augment, load_split, to_float
-from gan.losses import d_loss, g_loss
+from gan.diffaug import diff_augment, parse_policy
+from gan.losses import d_loss, g_loss, r1_penalty
 from gan.models import build_models, count_params
 
 log = logging.getLogger(__name__)
@@ -53,13 +54,21 @@ STATS = ("d_loss", "g_loss", "d_real", "d_fake", "d_acc_real", "d_acc_fake")
 # -- one step ---------------------------------------------------------------------------------
 
 
-def d_step(D, opt_d, real, fake, y_real, y_fake, cfg: Config) -> torch.Tensor:
-    """One D update on a real and a (detached) fake batch; returns the stats row (no host sync)."""
-    d_real = D(real, y_real)
-    d_fake = D(fake.detach(), y_fake)
+def d_step(D, opt_d, real, fake, y_real, y_fake, cfg: Config, r1: bool = False) -> torch.Tensor:
+    """One D update on a real and a (detached) fake batch, both through DiffAugment when on, with
+    the lazy R1 penalty when `r1`; returns the stats row (no host sync)."""
+    policy = parse_policy(cfg.diffaug)
+    real_in = diff_augment(real, policy)
+    if r1:  # R1 differentiates D's output on the real images D sees (augmented ones)
+        real_in = real_in.detach().requires_grad_(True)
+    d_real = D(real_in, y_real)
+    d_fake = D(diff_augment(fake.detach(), policy), y_fake)
     loss = d_loss(d_real, d_fake, cfg.loss, cfg.label_smoothing, cfg.label_noise)
+    total = loss
+    if r1:  # weighted by r1_every: one penalty stands for the r1_every steps it skipped
+        total = loss + 0.5 * cfg.r1_gamma * cfg.r1_every * r1_penalty(d_real, real_in)
     opt_d.zero_grad(set_to_none=True)
-    loss.backward()
+    total.backward()
     opt_d.step()
     with torch.no_grad():
         d_r, d_f = d_real.float(), d_fake.float()
@@ -78,13 +87,24 @@ def g_step(G, D, opt_g, fake, y_fake, cfg: Config) -> torch.Tensor:
     """One G update through a frozen D (seed 000): D gets no gradients and its weights stay put."""
     D.requires_grad_(False)
     try:
-        loss = g_loss(D(fake, y_fake), cfg.loss)
+        loss = g_loss(D(diff_augment(fake, parse_policy(cfg.diffaug)), y_fake), cfg.loss)
         opt_g.zero_grad(set_to_none=True)
         loss.backward()
         opt_g.step()
     finally:
         D.requires_grad_(True)
     return loss.detach()
+
+
+def ema_beta(cfg: Config, step: int) -> float:
+    """The EMA decay after G step `step` (1-based)."""
+    if cfg.ema_rampup > 0:
+        # StyleGAN2-ADA: ema_decay's half-life in images, capped at ema_rampup x images seen, so
+        # that G_ema never averages over mostly untrained weights
+        half_life = cfg.batch_size * math.log(0.5) / math.log(cfg.ema_decay)
+        half_life = min(half_life, cfg.ema_rampup * step * cfg.batch_size)
+        return 0.5 ** (cfg.batch_size / max(half_life, 1e-8))
+    return min(cfg.ema_decay, (1 + step) / (10 + step))  # the fixed ramp of older runs
 
 
 @torch.no_grad()
@@ -122,15 +142,15 @@ def train_epoch(G, D, G_ema, opt_g, opt_d, real, labels, cfg: Config, step: int,
             # ---- D step: real vs fake ---------------------------------------------------------
             with torch.set_grad_enabled(do_g):  # keep G's graph only when G steps on this batch
                 fake = G(z, y_fake)
-            row = d_step(D, opt_d, x, fake, y_real, y_fake, cfg)
+            r1 = cfg.r1_gamma > 0 and i % cfg.r1_every == 0
+            row = d_step(D, opt_d, x, fake, y_real, y_fake, cfg, r1)
             # ---- G step: fool the frozen D ----------------------------------------------------
             if do_g:
                 gl = g_step(G, D, opt_g, fake, y_fake, cfg)
                 g_steps += 1
                 step += 1
                 if G_ema is not None:
-                    # warm-up: a short run must not sample from an almost untrained G_ema
-                    ema_update(G_ema, G, min(cfg.ema_decay, (1 + step) / (10 + step)))
+                    ema_update(G_ema, G, ema_beta(cfg, step))
             else:
                 gl = torch.zeros((), device=device)
         sums += torch.cat([row[:1], gl.view(1).float() * cfg.d_steps, row[1:]])
@@ -274,7 +294,7 @@ def train(cfg: Config, run_dir: str | Path, report: Report | None = None) -> dic
     try:
         while epoch < cfg.epochs:
             epoch += 1
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             sums, n_img, step = train_epoch(
                 G_run,
                 D_run,
@@ -288,7 +308,7 @@ def train(cfg: Config, run_dir: str | Path, report: Report | None = None) -> dic
                 Progress(epoch, cfg.epochs),
             )
             stats = dict(zip(STATS, sums.tolist(), strict=True))  # the epoch's one host sync
-            dt = time.perf_counter() - t0
+            dt, cpu = time.perf_counter() - t0, time.process_time() - c0
             row = {
                 "kind": "epoch",
                 "epoch": epoch,
@@ -297,6 +317,7 @@ def train(cfg: Config, run_dir: str | Path, report: Report | None = None) -> dic
                 "lr_d": opt_d.param_groups[0]["lr"],
                 "img_per_s": n_img / dt,
                 "seconds": dt,
+                "cpu_seconds": cpu,  # every thread of this process: steadier than wall time
             }
             if not all(math.isfinite(v) for v in stats.values()):
                 status = "diverged"

@@ -23,7 +23,7 @@ def test_wrong_type_is_named(key, value):
         make_config({key: value})
 
 
-@pytest.mark.parametrize(("key", "value"), [("arch", "resnet"), ("channels", 2), ("lr_d", -1.0)])
+@pytest.mark.parametrize(("key", "value"), [("arch", "stylegan"), ("channels", 2), ("lr_d", -1.0)])
 def test_bad_value_is_named(key, value):
     with pytest.raises(GanError, match=key):
         make_config({key: value})

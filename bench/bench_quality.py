@@ -1,0 +1,240 @@
+"""Quality per epoch and per second: each recipe against the textbook DCGAN, same data, same seed.
+
+Every recipe trains on the full Fashion-MNIST training split. After every epoch its sampling G
+(G_ema where the recipe has one; the textbook's G in eval mode) draws 10k images, scored by
+fd_domain against the 10k test images (the in-domain classifier's features) with class coverage.
+Seconds count training only (wall and process CPU), not evaluation. Each recipe keeps its
+checkpoints under the work folder, so an interrupted bench resumes where it stopped.
+
+    python bench/bench_quality.py --epochs 5 --recipes textbook,fmnist [--set fmnist:lr_g=1e-4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import resource
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+# the evaluation protocol of every row: 10k generated against the 10k test images
+PROTOCOL = ("metric=fd_domain", "fid_samples=10000", "fid_ref_split=test")
+SCORES = ("fd_domain", "class_coverage_min", "class_entropy", "diversity")
+# the shipped Fashion-MNIST presets, each on the full training split
+PRESETS = ("fmnist", "fmnist-long", "seed001-v1", "seed001-v2", "seed002-dcgan")
+
+
+def recipe_overrides(name: str, extra: dict[str, list[str]]) -> tuple[str, list[str]]:
+    """(preset, overrides) of a recipe name: a preset, or 'label=preset' with --set values."""
+    preset = name.split("=", 1)[-1]
+    return preset, [*extra.get(name.split("=", 1)[0], [])]
+
+
+def _cpu_now() -> float:
+    """CPU seconds of this process and of its finished children (the DataLoader's workers)."""
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + kids.ru_utime + kids.ru_stime
+
+
+def run_textbook(work: Path, epochs: int, data_dir: str, device: str) -> list[dict]:
+    """Train (or resume) the textbook DCGAN to `epochs`, scoring every epoch."""
+    from textbook_dcgan import Textbook
+
+    from gan.checkpoint import save_checkpoint
+    from gan.config import make_config
+    from gan.data import load_split
+    from gan.metrics import make_evaluator
+
+    cfg = make_config(dict(kv.split("=", 1) for kv in (*PROTOCOL, f"data_dir={data_dir}")))
+    data = load_split(cfg, "train")
+    tb = Textbook(data.images[:, 0].numpy(), seed=cfg.seed, device=device)
+    evaluator = make_evaluator(cfg, device)
+    path, rows = work / "textbook.pt", []
+    if path.exists():
+        state = torch.load(path, map_location=device, weights_only=True)
+        tb.load_state_dict(state["trainer"])
+        rows = json.loads(state["rows"])
+    while tb.epoch < epochs:
+        t0, c0 = time.perf_counter(), _cpu_now()
+        losses = tb.train_epoch()
+        if tb.device.type == "cuda":
+            torch.cuda.synchronize()
+        wall, cpu = time.perf_counter() - t0, _cpu_now() - c0
+        prev = rows[-1] if rows else {"seconds": 0.0, "cpu_seconds": 0.0}
+        scores = evaluator.evaluate(tb.G)
+        rows.append(
+            {
+                "epoch": tb.epoch,
+                **{k: scores[k] for k in SCORES},
+                **losses,
+                "seconds": prev["seconds"] + wall,
+                "cpu_seconds": prev["cpu_seconds"] + cpu,
+            }
+        )
+        _print_row("textbook", rows[-1])
+        save_checkpoint({"trainer": tb.state_dict(), "rows": json.dumps(rows)}, path)
+    return rows[:epochs]
+
+
+def run_gan(
+    label: str,
+    preset: str,
+    overrides: list[str],
+    work: Path,
+    epochs: int,
+    data_dir: str,
+    device: str,
+) -> tuple[list[dict], dict]:
+    """Train (or resume) a gan recipe with gan's own loop, which scores G_ema every epoch."""
+    from gan.config import load_config, to_dict
+    from gan.train import train
+
+    cfg = load_config(
+        preset=preset,
+        overrides=[
+            *overrides,
+            f"name={label}",
+            "limit=0",  # the full training split, whatever the preset's own subset
+            "dataset=fashion_mnist",
+            f"epochs={epochs}",
+            "eval_every=1",
+            "sample_every=1",
+            "checkpoint_every=1",
+            "keep_checkpoints=1",
+            f"data_dir={data_dir}",
+            f"device={device}",
+            "seed=0",
+            *PROTOCOL,
+        ],
+    )
+    # a recipe's folder is keyed by its resolved config: a changed recipe trains anew
+    digest = hashlib.sha256(json.dumps(to_dict(cfg), sort_keys=True).encode()).hexdigest()[:8]
+    run_dir = work / f"{label}-{digest}"
+    train(cfg, run_dir)
+    by_epoch: dict[int, dict] = {}
+    evals: dict[int, dict] = {}
+    for line in (run_dir / "log.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        (by_epoch if row["kind"] == "epoch" else evals)[row["epoch"]] = row  # the last one wins
+    rows, wall, cpu = [], 0.0, 0.0
+    for e in range(1, epochs + 1):
+        wall += by_epoch[e]["seconds"]
+        cpu += by_epoch[e]["cpu_seconds"]
+        rows.append(
+            {
+                "epoch": e,
+                **{k: evals[e][k] for k in SCORES},
+                "d_loss": by_epoch[e]["d_loss"],
+                "g_loss": by_epoch[e]["g_loss"],
+                "seconds": wall,
+                "cpu_seconds": cpu,
+            }
+        )
+    return rows, to_dict(cfg)
+
+
+def _print_row(label: str, r: dict) -> None:
+    print(
+        f"quality {label:>14} epoch {r['epoch']:>2}: fd_domain {r['fd_domain']:8.3f}  rarest "
+        f"class {r['class_coverage_min']:.3f}  {r['seconds']:7.0f} s ({r['cpu_seconds']:.0f} "
+        "CPU s)",
+        flush=True,
+    )
+
+
+def _interp_log(xs: list[float], ys: list[float], x: float) -> float | None:
+    """log-linear interpolation of y at x on a rising xs; None outside [xs[0], xs[-1]]."""
+    if not xs or x < xs[0] or x > xs[-1]:
+        return None
+    return math.exp(float(np.interp(x, xs, np.log(ys))))
+
+
+def ratios(rows: list[dict], ref: list[dict]) -> list[dict]:
+    """Each epoch's fd_domain over the reference's at the same epoch, and at the same training
+    seconds (wall and CPU; the reference's curve interpolated in log fd, never extrapolated)."""
+    ref_fd = {r["epoch"]: r["fd_domain"] for r in ref}
+    out = []
+    for r in rows:
+        row = {"epoch": r["epoch"]}
+        row["vs_ref_at_epoch"] = (
+            r["fd_domain"] / ref_fd[r["epoch"]] if r["epoch"] in ref_fd else None
+        )
+        for key in ("seconds", "cpu_seconds"):
+            at = _interp_log([x[key] for x in ref], [x["fd_domain"] for x in ref], r[key])
+            row[f"vs_ref_at_{key}"] = r["fd_domain"] / at if at else None
+        out.append(row)
+    return out
+
+
+def bench_quality(
+    recipes: list[str],
+    epochs: int,
+    work: Path,
+    data_dir: str,
+    device: str = "cpu",
+    extra: dict[str, list[str]] | None = None,
+) -> dict:
+    """Curves of the textbook reference and every recipe, with ratios to the reference."""
+    extra = extra or {}
+    work.mkdir(parents=True, exist_ok=True)
+    out = {
+        "protocol": "fd_domain, 10k generated vs the 10k Fashion-MNIST test images; full "
+        "60k training split; seed 0; seconds are training only",
+        "epochs": epochs,
+        "device": device,
+        "recipes": {},
+    }
+    ref = run_textbook(work / "textbook", epochs, data_dir, device)
+    out["recipes"]["textbook"] = {"curve": ref, "config": "bench/textbook_dcgan.py"}
+    for name in recipes:
+        if name == "textbook":
+            continue
+        preset, overrides = recipe_overrides(name, extra)
+        label = name.split("=", 1)[0]
+        rows, cfg = run_gan(label, preset, overrides, work, epochs, data_dir, device)
+        for r in rows:
+            _print_row(label, r)
+        out["recipes"][label] = {
+            "curve": rows,
+            "preset": preset,
+            "overrides": overrides,
+            "ratios": ratios(rows, ref),
+            "config": {k: cfg[k] for k in sorted(cfg)},
+        }
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--recipes", default=",".join(PRESETS), help="presets or label=preset")
+    p.add_argument("--set", action="append", default=[], metavar="LABEL:KEY=VALUE")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--work", default=str(ROOT / "runs" / "bench-quality"))
+    p.add_argument("--data-dir", default=str(ROOT / "data"))
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", default="")
+    args = p.parse_args()
+    extra: dict[str, list[str]] = {}
+    for item in args.set:
+        label, kv = item.split(":", 1)
+        extra.setdefault(label, []).append(kv)
+    res = bench_quality(
+        args.recipes.split(","), args.epochs, Path(args.work), args.data_dir, args.device, extra
+    )
+    text = json.dumps(res, indent=2)
+    if args.out:
+        Path(args.out).write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

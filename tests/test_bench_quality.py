@@ -1,0 +1,35 @@
+"""The quality bench's arithmetic: ratios to the reference at equal epochs and equal seconds."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+
+from bench_quality import ratios  # noqa: E402
+
+
+def _curve(fds, seconds):
+    return [
+        {"epoch": i + 1, "fd_domain": fd, "seconds": s, "cpu_seconds": 2 * s}
+        for i, (fd, s) in enumerate(zip(fds, seconds, strict=True))
+    ]
+
+
+def test_ratios_at_equal_epochs_and_interpolated_seconds():
+    ref = _curve([80.0, 40.0, 20.0], [100.0, 200.0, 300.0])
+    rec = _curve([40.0, 10.0, 5.0], [150.0, 300.0, 450.0])
+    out = ratios(rec, ref)
+    assert [r["vs_ref_at_epoch"] for r in out] == [0.5, 0.25, 0.25]
+    # at 150 s the reference is halfway (in log) between 80 and 40: sqrt(80 * 40)
+    assert out[0]["vs_ref_at_seconds"] == pytest.approx(40.0 / (80.0 * 40.0) ** 0.5)
+    assert out[1]["vs_ref_at_seconds"] == pytest.approx(10.0 / 20.0)
+    assert out[2]["vs_ref_at_seconds"] is None  # past the reference's curve: never extrapolated
+    assert out[1]["vs_ref_at_cpu_seconds"] == pytest.approx(10.0 / 20.0)
+
+
+def test_ratios_without_a_reference_epoch_are_none():
+    out = ratios(_curve([10.0, 5.0], [10.0, 20.0]), _curve([50.0], [100.0]))
+    assert out[0]["vs_ref_at_epoch"] == 0.2 and out[1]["vs_ref_at_epoch"] is None
+    assert out[0]["vs_ref_at_seconds"] is None  # before the reference's first point

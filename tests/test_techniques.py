@@ -1,0 +1,212 @@
+"""The techniques of the strongest recipes: DiffAugment, R1, the EMA warm-up, the resnet pair."""
+
+import pytest
+import torch
+
+from gan.config import GanError, make_config
+from gan.diffaug import POLICIES, diff_augment, parse_policy
+from gan.losses import r1_penalty
+from gan.models import ARCHS, build_models
+from gan.train import ema_beta, ema_update, train
+
+# -- every architecture: shapes, range, and a gradient for every parameter (as timm tests) ------
+
+
+@pytest.mark.parametrize("arch", list(ARCHS))
+@pytest.mark.parametrize("conditional", [False, True])
+@pytest.mark.parametrize("spectral_norm", [False, True])
+@pytest.mark.parametrize("size", [28, 32, 64, 100])
+def test_every_parameter_gets_a_gradient(arch, conditional, spectral_norm, size):
+    torch.manual_seed(0)
+    cfg = make_config(
+        dict(
+            arch=arch,
+            image_size=size,
+            width=4,
+            latent_dim=8,
+            conditional=conditional,
+            spectral_norm=spectral_norm,
+            channels=3 if size == 32 else 1,
+        )
+    )
+    G, D = build_models(cfg, num_classes=3)
+    y = torch.tensor([0, 1, 2, 1]) if conditional else None
+    x = G(torch.randn(4, 8), y)
+    assert x.shape == (4, cfg.channels, size, size)
+    assert torch.isfinite(x).all() and x.min() >= -1 and x.max() <= 1
+    logits = D(x, y)
+    assert logits.shape == (4,) and torch.isfinite(logits).all()
+    logits.square().mean().backward()
+    for net, name in ((G, "G"), (D, "D")):
+        for pname, p in net.named_parameters():
+            assert p.grad is not None, f"{arch} {name}.{pname} got no gradient"
+            assert torch.isfinite(p.grad).all(), f"{arch} {name}.{pname}"
+            assert p.grad.abs().sum() > 0, f"{arch} {name}.{pname} has an all-zero gradient"
+
+
+def test_resnet_conditional_batchnorm_uses_the_label():
+    torch.manual_seed(0)
+    cfg = make_config(dict(arch="resnet", width=8, latent_dim=16, conditional=True))
+    G, _ = build_models(cfg, num_classes=4)
+    with torch.no_grad():  # give each class its own scale and shift, as training would
+        for m in G.modules():
+            if hasattr(m, "gain") and hasattr(m, "bias") and hasattr(m, "bn"):
+                m.gain.weight.normal_(1.0, 0.5)
+                m.bias.weight.normal_(0.0, 0.5)
+    G.eval()
+    assert G.embed is None  # labels go to the BatchNorms, not onto z
+    z = torch.randn(2, 16).repeat(2, 1)
+    x = G(z, torch.tensor([0, 0, 3, 3]))
+    assert not torch.allclose(x[:2], x[2:])
+    with pytest.raises(ValueError):
+        G(z)
+
+
+def test_resnet_refuses_other_upsampling():
+    with pytest.raises(GanError, match="upsample"):
+        build_models(make_config(dict(arch="resnet", upsample="pixelshuffle")))
+
+
+# -- DiffAugment ------------------------------------------------------------------------------
+
+
+def test_diffaug_keeps_shape_passes_gradients_and_repeats_with_the_seed():
+    policy = POLICIES
+    x = torch.rand(8, 3, 28, 28, requires_grad=True)
+    torch.manual_seed(1)
+    a = diff_augment(x, policy)
+    assert a.shape == x.shape
+    a.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    torch.manual_seed(1)
+    b = diff_augment(x, policy)
+    assert torch.equal(a, b)
+    torch.manual_seed(2)
+    assert not torch.equal(a, diff_augment(x, policy))
+
+
+def test_translation_shifts_and_fills_with_zeros():
+    from gan.diffaug import translation
+
+    torch.manual_seed(0)
+    x = torch.ones(64, 1, 16, 16)
+    out = translation(x)
+    shifted = (out == 0).flatten(1).any(1)
+    assert shifted.float().mean() > 0.5  # most samples moved (shift 0 in both axes is rare)
+    assert set(out.unique().tolist()) <= {0.0, 1.0}  # moved, not blurred
+    # each row of a shifted image is the original's row moved whole, never mixed
+    img = torch.arange(16.0).view(1, 1, 1, 16).expand(4, 1, 16, 16) + 1
+    moved = translation(img)
+    nz = moved[moved > 0]
+    assert set(nz.unique().tolist()) <= set(range(1, 17))
+
+
+def test_cutout_zeroes_a_square_of_half_the_side():
+    from gan.diffaug import cutout
+
+    torch.manual_seed(0)
+    out = cutout(torch.ones(256, 1, 28, 28))
+    zeros = (out == 0).flatten(1).sum(1).float()
+    assert zeros.max() == 14 * 14  # a whole square fits somewhere
+    assert zeros.min() > 0  # every sample loses part of itself
+    assert zeros.mean() > 100
+
+
+def test_diffaug_color_changes_brightness_and_contrast():
+    from gan.diffaug import color
+
+    torch.manual_seed(0)
+    x = torch.rand(16, 1, 8, 8) * 2 - 1
+    out = color(x)
+    assert not torch.allclose(out.mean((1, 2, 3)), x.mean((1, 2, 3)))
+
+
+def test_diffaug_policy_is_checked_in_the_config():
+    assert parse_policy("color, translation") == ("color", "translation")
+    assert parse_policy("") == ()
+    with pytest.raises(GanError, match="diffaug"):
+        make_config({"diffaug": "colour"})
+    with pytest.raises(GanError, match="diffaug"):
+        make_config({"diffaug": "color,color"})
+    assert make_config({"diffaug": "color,translation,cutout"}).diffaug
+
+
+# -- R1 ---------------------------------------------------------------------------------------
+
+
+def test_r1_is_positive_for_a_real_d_and_zero_at_gamma_zero(tmp_path, tiny):
+    torch.manual_seed(0)
+    _, D = build_models(make_config(dict(width=8, latent_dim=8)))
+    real = (torch.rand(8, 1, 28, 28) * 2 - 1).requires_grad_(True)
+    penalty = r1_penalty(D(real), real)
+    assert penalty > 0
+    penalty.backward()  # differentiable in D's weights (create_graph)
+    # every weight (a bias shifts D(x) but not its slope in x, so it gets none)
+    assert all(p.grad is not None for n, p in D.named_parameters() if n.endswith("weight"))
+    # a D that ignores its input has no gradient to penalise
+    flat = torch.nn.Linear(1, 1)
+    x = torch.rand(4, 1, requires_grad=True)
+    assert r1_penalty(flat(torch.zeros(4, 1)).squeeze(1) + 0 * x.sum(), x) == 0
+    # in the loop: gamma 0 is exactly the run without R1; gamma > 0 changes the run
+    base = train(tiny(epochs=1), tmp_path / "a")
+    off = train(tiny(epochs=1, r1_gamma=0.0, r1_every=1), tmp_path / "b")
+    on = train(tiny(epochs=1, r1_gamma=10.0, r1_every=1), tmp_path / "c")
+    from gan.checkpoint import latest_good
+
+    g = {k: latest_good(tmp_path / k)[1]["G"] for k in "abc"}
+    assert all(torch.equal(g["a"][k], g["b"][k]) for k in g["a"])
+    assert not all(torch.equal(g["a"][k], g["c"][k]) for k in g["a"])
+    assert base["status"] == off["status"] == on["status"] == "completed"
+
+
+# -- EMA warm-up ------------------------------------------------------------------------------
+
+
+def test_warmed_up_ema_tracks_g_in_the_first_steps():
+    cfg = make_config(dict(ema_decay=0.999, ema_rampup=0.05, batch_size=64))
+    betas = [ema_beta(cfg, s) for s in (1, 10, 100, 10_000, 1_000_000)]
+    assert betas[0] < 1e-3  # after one step G_ema is (almost) G
+    assert betas == sorted(betas)  # the average lengthens as training goes on
+    assert betas[-1] == pytest.approx(0.999)  # and ends at ema_decay
+    old = make_config(dict(ema_decay=0.999))  # rampup 0: the fixed ramp of older runs
+    assert ema_beta(old, 1) == pytest.approx(2 / 11)
+
+    torch.manual_seed(0)
+    G, _ = build_models(make_config(dict(width=8, latent_dim=8)))
+    G_ema = __import__("copy").deepcopy(G)
+    with torch.no_grad():
+        for p in G.parameters():
+            p.add_(torch.randn_like(p))  # G moves a long way in its first step
+    ema_update(G_ema, G, ema_beta(cfg, 1))
+    for a, b in zip(G_ema.parameters(), G.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-3 * (1 + b.abs().max().item()))
+
+
+# -- a short resnet run: trains, resumes exactly, evaluates -----------------------------------
+
+
+def test_resnet_run_trains_resumes_exactly_and_evaluates(tmp_path, tiny):
+    from gan.checkpoint import latest_good
+
+    values = dict(
+        arch="resnet",
+        spectral_norm=True,
+        loss="hinge",
+        beta1=0.0,
+        beta2=0.9,
+        diffaug="color,translation,cutout",
+        r1_gamma=1.0,
+        r1_every=4,
+        ema_rampup=0.05,
+        eval_every=1,
+        metric="fd_domain",
+        fid_samples=64,
+    )
+    whole = train(tiny(epochs=2, **values), tmp_path / "whole")
+    train(tiny(epochs=1, **values), tmp_path / "split")
+    resumed = train(tiny(epochs=2, **values), tmp_path / "split")
+    assert whole["status"] == resumed["status"] == "completed" and resumed["epoch"] == 2
+    a, b = latest_good(tmp_path / "whole")[1], latest_good(tmp_path / "split")[1]
+    for part in ("G", "D", "G_ema"):
+        assert all(torch.equal(a[part][k], b[part][k]) for k in a[part]), part
+    assert 0 < whole["best_metric"] < float("inf")
