@@ -8,10 +8,12 @@ DataLoader, and fails on conditional generators (np.int)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import re
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -28,7 +30,6 @@ from torch_fidelity.metric_kid import (
     kid_features_to_metric,
 )
 from torch_fidelity.metric_prc import prc_features_to_metric
-from torch_fidelity.utils import create_feature_extractor
 
 from gan.classifier import (
     Classifier,
@@ -164,38 +165,118 @@ def resolve_weights(cfg: Config) -> Weights:
     return Weights(str(path), sha, sha == STANDARD_SHA)
 
 
+def load_weights(path: str | Path, what: str, fix: str) -> dict:
+    """A weights file as a state dict, read with weights_only=True: torch-fidelity and torchvision
+    would unpickle it in full (weights_only=False), and a crafted file then runs code."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001  (foreign pickles, truncation, non-torch files differ)
+        raise GanError(
+            f"{what} file {path} is not a plain weights file ({type(e).__name__}: "
+            f"{str(e).splitlines()[0][:200]}); {fix}"
+        ) from None
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise GanError(f"{what} file {path} is not a state dict of tensors; {fix}")
+    return state
+
+
+def check_state(module: nn.Module, state: dict, path: str | Path, what: str, fix: str) -> None:
+    """GanError naming the first missing, unexpected or mis-shaped key of `state`."""
+    want = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in state.items()}
+    missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
+    shape = [k for k in want if k in got and want[k] != got[k]]
+    if missing or extra or shape:
+        problem = (
+            f"missing key {missing[0]!r}"
+            if missing
+            else f"unexpected key {extra[0]!r}"
+            if extra
+            else f"key {shape[0]!r} has shape {list(got[shape[0]])}, not {list(want[shape[0]])}"
+        )
+        raise GanError(f"{what} file {path} has the wrong layout ({problem}); {fix}")
+
+
+# torch-fidelity's constructors load their weights themselves, with a full unpickler; the names
+# they load through are swapped for the checked state dict while they run (one at a time)
+_BUILD_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _loader(module, name: str, value) -> Iterator[None]:
+    with _BUILD_LOCK:
+        saved = getattr(module, name)
+        setattr(module, name, lambda *a, **k: value)
+        try:
+            yield
+        finally:
+            setattr(module, name, saved)
+
+
 def inception(weights: Weights, device: torch.device) -> nn.Module:
     """torch-fidelity's Inception feature extractor with these weights, on `device`."""
-    try:
-        # cuda=False, then .to(device): its cuda=True means "the default GPU" and crashes on CPU
-        fe = create_feature_extractor(
-            INCEPTION,
-            [INCEPTION_LAYER],
-            cuda=False,
-            feature_extractor_weights_path=weights.path,
-            verbose=False,
+    import torch_fidelity.feature_extractor_inceptionv3 as fe_inception
+    import torchvision
+
+    what, fix = "FID weights", WAYS_OUT.format(url=URL_INCEPTION_V3)
+    state = load_weights(weights.path, what, fix)
+    # torchvision's inception_v3 has torch-fidelity's 566 keys and shapes; on the meta device
+    # it costs no memory and no initialisation
+    with torch.device("meta"):
+        layout = torchvision.models.inception_v3(
+            weights=None, aux_logits=False, num_classes=1008, init_weights=False
         )
-    except Exception as e:  # noqa: BLE001  (a wrong file fails in torch.load or load_state_dict)
+    check_state(layout, state, weights.path, what, fix)
+    try:
+        with _loader(fe_inception, "load_state_dict_from_url", state):
+            fe = fe_inception.FeatureExtractorInceptionV3(
+                INCEPTION, [INCEPTION_LAYER], verbose=False
+            )
+    except RuntimeError as e:  # load_state_dict's own strict check, should the layouts differ
         raise GanError(
-            f"FID weights file {weights.path} is not torch-fidelity Inception weights "
-            f"({type(e).__name__}: {str(e)[:200]}); " + WAYS_OUT.format(url=URL_INCEPTION_V3)
+            f"{what} file {weights.path} does not fit torch-fidelity's Inception "
+            f"({str(e)[:200]}); {fix}"
         ) from None
-    # channels_last: oneDNN/cuDNN's fast convolution layout, ~2x faster on this 2-core CPU with
-    # features equal to ~1e-6 relative (the bench checks FID against torch-fidelity's own call)
+    # built on the CPU, then .to(device); channels_last: oneDNN/cuDNN's fast convolution layout,
+    # ~2x faster on this 2-core CPU with features equal to ~1e-6 relative (the bench checks FID
+    # against torch-fidelity's own call)
     return fe.to(device, memory_format=torch.channels_last)
+
+
+VGG_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"  # torchvision's IMAGENET1K_V1
 
 
 def vgg(device: torch.device) -> nn.Module:
     """torch-fidelity's VGG16 extractor for precision/recall (torchvision ImageNet weights)."""
-    try:
-        # no feature_extractor_weights_path: that key names the Inception file in our calls
-        fe = create_feature_extractor(VGG, [VGG_LAYER], cuda=False, verbose=False)
-    except Exception as e:  # noqa: BLE001  (offline: URLError; torchvision wraps it variously)
-        raise GanError(
-            f"precision/recall (prc) needs torchvision's VGG16 ImageNet weights, which could not "
-            f"be loaded ({type(e).__name__}: {str(e)[:200]}); run once with internet access "
-            f"(they are cached in {torch.hub.get_dir()}/checkpoints), or drop prc/--prc"
-        ) from None
+    import torch_fidelity.feature_extractor_vgg16 as fe_vgg
+    import torchvision
+
+    path = Path(torch.hub.get_dir()) / "checkpoints" / Path(VGG_URL).name
+    fix = (
+        f"run once with internet access (they are cached in {path.parent}), or copy them from "
+        f"{VGG_URL} to {path}, or drop prc/--prc"
+    )
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            sha = re.search(r"-([0-9a-f]{8})\.pth$", VGG_URL).group(1)
+            torch.hub.download_url_to_file(VGG_URL, str(path), hash_prefix=sha)
+        except Exception as e:  # noqa: BLE001  (offline: URLError; proxies and hashes differ)
+            raise GanError(
+                f"precision/recall (prc) needs torchvision's VGG16 ImageNet weights, which could "
+                f"not be downloaded ({type(e).__name__}: {str(e)[:200]}); {fix}"
+            ) from None
+    what = "precision/recall (prc) VGG16 weights"
+    # the cached file is read weights-only too: torchvision would unpickle it in full
+    state = load_weights(path, what, fix)
+    with torch.device("meta"):  # no memory, no initialisation: assign= puts the weights in
+        model = torchvision.models.vgg16(weights=None, init_weights=False)
+    check_state(model, state, path, what, fix)
+    model.load_state_dict(state, assign=True)
+    with _loader(fe_vgg, "torchvision_load_pretrained_vgg16", model):
+        fe = fe_vgg.FeatureExtractorVGG16(VGG, [VGG_LAYER], verbose=False)
     return fe.to(device)
 
 
