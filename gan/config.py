@@ -31,6 +31,10 @@ class Config:
     hflip: bool = False  # augmentation of real images: random horizontal flip
     rotate: float = 0.0  # augmentation: random rotation in [-rotate, rotate] degrees
     zoom: float = 0.0  # augmentation: random zoom in [1 - zoom, 1 + zoom]
+    # ZIP bombs: a member's or the archive's unpacked size is checked against these from its
+    # header, then again while it is read in chunks (headers can lie)
+    zip_member_max_bytes: int = 1 << 27  # most bytes one ZIP member may unpack to (128 MiB)
+    zip_max_bytes: int = 1 << 34  # most bytes all of a ZIP's image members may unpack to (16 GiB)
     # -- model --------------------------------------------------------------------------------
     arch: str = "dcgan"  # a key of gan.models.ARCHS: baseline | modified | dcgan | resnet
     latent_dim: int = 100  # size of z
@@ -152,6 +156,7 @@ def _check(cfg: Config) -> Config:
     if cfg.arch not in ARCHS:
         raise GanError(f"config key 'arch': {cfg.arch!r} is not one of {tuple(ARCHS)}")
     positive = ("image_size", "latent_dim", "width", "epochs", "batch_size", "d_steps", "r1_every")
+    positive += ("zip_member_max_bytes", "zip_max_bytes")
     for key in positive:
         if getattr(cfg, key) < 1:
             raise GanError(f"config key '{key}': must be at least 1, got {getattr(cfg, key)}")

@@ -194,14 +194,54 @@ def safe_member(name: str) -> PurePosixPath:
     return path
 
 
-def _zip_items(zf: zipfile.ZipFile):
+def _read_capped(zf: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int, key: str) -> bytearray:
+    """A member's bytes, read in 1 MiB chunks and refused once past `cap` (config key `key`)."""
+    buf = bytearray()
+    with zf.open(info) as f:
+        while chunk := f.read(1 << 20):
+            buf += chunk
+            if len(buf) > cap:
+                raise GanError(
+                    f"ZIP member {info.filename!r} of {zf.filename} unpacks to more than "
+                    f"{key}={cap} bytes (its header said {info.file_size}); refusing the "
+                    f"archive, or raise {key}"
+                )
+    return buf
+
+
+def _zip_items(zf: zipfile.ZipFile, cfg: Config):
+    members = []
     for info in zf.infolist():
         path = safe_member(info.filename)  # checked for every member, images or not
         if info.is_dir() or path.suffix.lower() not in IMAGE_SUFFIXES:
             continue
         if path.name.startswith(".") or "__MACOSX" in path.parts:
             continue
-        yield info.filename, path.parts, (lambda info=info: io.BytesIO(zf.read(info)))
+        if info.file_size > cfg.zip_member_max_bytes:
+            raise GanError(
+                f"ZIP member {info.filename!r} of {zf.filename} unpacks to {info.file_size} "
+                f"bytes, more than zip_member_max_bytes={cfg.zip_member_max_bytes}; refusing "
+                "the archive (a ZIP bomb?), or raise zip_member_max_bytes for a real image"
+            )
+        members.append((info, path))
+    total = sum(info.file_size for info, _ in members)
+    if total > cfg.zip_max_bytes:
+        raise GanError(
+            f"ZIP archive {zf.filename}: its images unpack to {total} bytes, more than "
+            f"zip_max_bytes={cfg.zip_max_bytes}; refusing it, or raise zip_max_bytes"
+        )
+    left = [cfg.zip_max_bytes]  # what the members may still unpack to, should headers lie
+
+    def read(info: zipfile.ZipInfo) -> io.BytesIO:
+        cap, key = min(cfg.zip_member_max_bytes, left[0]), "zip_member_max_bytes"
+        if left[0] < cfg.zip_member_max_bytes:
+            key = "zip_max_bytes"
+        data = _read_capped(zf, info, cap, key)
+        left[0] -= len(data)
+        return io.BytesIO(data)
+
+    for info, path in members:
+        yield info.filename, path.parts, (lambda info=info: read(info))
 
 
 def _files(cfg: Config) -> tuple[torch.Tensor, torch.Tensor | None, list[str], int]:
@@ -216,7 +256,7 @@ def _files(cfg: Config) -> tuple[torch.Tensor, torch.Tensor | None, list[str], i
             raise GanError(f"data_path {path} does not exist; pass data_path=FILE.zip")
         try:
             with zipfile.ZipFile(path) as zf:
-                arrays, classes, skipped, bad = _decode_files(list(_zip_items(zf)), cfg)
+                arrays, classes, skipped, bad = _decode_files(list(_zip_items(zf, cfg)), cfg)
         except zipfile.BadZipFile:
             raise GanError(f"data_path {path} is not a readable ZIP archive") from None
     if skipped:

@@ -47,6 +47,8 @@ RESUMABLE = {
     "kid",
     "prc",
     "metric",
+    "zip_member_max_bytes",
+    "zip_max_bytes",
 }
 STATS = ("d_loss", "g_loss", "d_real", "d_fake", "d_acc_real", "d_acc_fake")
 

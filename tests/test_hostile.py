@@ -101,3 +101,96 @@ def test_crafted_cached_vgg_weights_run_no_code(tmp_path, monkeypatch):
     with pytest.raises(GanError, match="VGG16 weights file .*not a plain weights file"):
         metrics.vgg(torch.device("cpu"))
     assert not marker.exists()
+
+
+# -- ZIP bombs ----------------------------------------------------------------------------------
+
+
+def fmnist_pngs(fmnist_dir: Path, n: int) -> list[bytes]:
+    """The first n Fashion-MNIST test images as PNG files' bytes."""
+    import gzip
+    import io
+
+    from PIL import Image
+
+    with gzip.open(fmnist_dir / "t10k-images-idx3-ubyte.gz") as f:
+        raw = f.read(16 + n * 784)[16:]
+    out = []
+    for i in range(n):
+        buf = io.BytesIO()
+        Image.frombytes("L", (28, 28), raw[i * 784 : (i + 1) * 784]).save(buf, "PNG")
+        out.append(buf.getvalue())
+    return out
+
+
+def image_zip(path: Path, fmnist_dir: Path, n: int = 40) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for i, png in enumerate(fmnist_pngs(fmnist_dir, n)):
+            zf.writestr(f"img/{i}.png", png)
+    return path
+
+
+def zip_args(tmp_path: Path, archive: Path, *extra: str, out: str = "run") -> list[str]:
+    return [
+        "train",
+        "--out",
+        str(tmp_path / out),
+        "--set",
+        "dataset=zip",
+        f"data_path={archive}",
+        f"data_dir={tmp_path / 'data'}",
+        "width=8",
+        "latent_dim=16",
+        "batch_size=8",
+        "epochs=1",
+        "eval_every=-1",
+        "device=cpu",
+        *extra,
+    ]
+
+
+def test_zip_bomb_member_is_refused_unread(tmp_path, fmnist_dir, capsys):
+    import tracemalloc
+    import zipfile
+
+    archive = image_zip(tmp_path / "bomb.zip", fmnist_dir)
+    with zipfile.ZipFile(archive, "a", zipfile.ZIP_DEFLATED) as zf:
+        with zf.open("img/bomb.png", "w", force_zip64=True) as f:  # 200 MiB of zeros, ~200 KB
+            zeros = bytes(1 << 20)
+            for _ in range(200):
+                f.write(zeros)
+    assert archive.stat().st_size < 2 << 20
+    tracemalloc.start()
+    try:
+        code = main(zip_args(tmp_path, archive))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert code == 2
+    one_error(capsys, "img/bomb.png", str(archive), "zip_member_max_bytes=134217728")
+    assert peak < 64 << 20  # the member was never unpacked
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_zip_total_size_is_capped(tmp_path, fmnist_dir, capsys):
+    archive = image_zip(tmp_path / "many.zip", fmnist_dir)
+    assert main(zip_args(tmp_path, archive, "zip_max_bytes=5000")) == 2
+    one_error(capsys, str(archive), "zip_max_bytes=5000")
+    # within the caps, the same archive trains
+    assert main(zip_args(tmp_path, archive, out="run2")) == 0
+
+
+def test_zip_member_read_is_capped_while_reading(tmp_path, fmnist_dir):
+    """Headers can lie: the cap holds on the bytes actually unpacked, in chunks."""
+    import zipfile
+
+    from gan.data import _read_capped
+
+    archive = image_zip(tmp_path / "one.zip", fmnist_dir, n=1)
+    with zipfile.ZipFile(archive) as zf:
+        info = zf.infolist()[0]
+        assert len(_read_capped(zf, info, 1 << 20, "zip_member_max_bytes")) == info.file_size
+        with pytest.raises(GanError, match=r"img/0\.png.*more than zip_member_max_bytes=10 "):
+            _read_capped(zf, info, 10, "zip_member_max_bytes")
