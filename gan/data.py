@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import struct
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -171,11 +172,22 @@ def _decode_files(items, cfg: Config) -> tuple[list[np.ndarray], list[str | None
     arrays, classes, bad = [], [], []
     for name, parts, opener in items:
         try:
-            with opener() as f, Image.open(f) as img:
-                img.load()
-                arrays.append(pil_to_array(img, cfg.channels))
+            # PIL only warns between MAX_IMAGE_PIXELS and twice that: refuse those too, unread
+            with warnings.catch_warnings(), opener() as f:
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(f) as img:
+                    img.load()
+                    arrays.append(pil_to_array(img, cfg.channels))
             classes.append(_member_class(parts))
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, zipfile.BadZipFile):
+        except (
+            UnidentifiedImageError,
+            Image.DecompressionBombError,  # a header claiming > 2 x MAX_IMAGE_PIXELS pixels
+            Image.DecompressionBombWarning,  # more than MAX_IMAGE_PIXELS
+            OSError,
+            ValueError,
+            SyntaxError,
+            zipfile.BadZipFile,
+        ):
             bad.append(name)
     return arrays, classes, len(bad), bad[:5]
 

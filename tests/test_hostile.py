@@ -194,3 +194,41 @@ def test_zip_member_read_is_capped_while_reading(tmp_path, fmnist_dir):
         assert len(_read_capped(zf, info, 1 << 20, "zip_member_max_bytes")) == info.file_size
         with pytest.raises(GanError, match=r"img/0\.png.*more than zip_member_max_bytes=10 "):
             _read_capped(zf, info, 10, "zip_member_max_bytes")
+
+
+# -- decompression-bomb images --------------------------------------------------------------------
+
+
+def bomb_png(side: int = 30000) -> bytes:
+    """A PNG whose header claims side x side pixels (900 M at 30000): a few hundred bytes."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)  # 8-bit grayscale
+    idat = zlib.compress(bytes(side + 1))  # one row; the rest is never reached
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("kind", ["folder", "zip"])
+def test_decompression_bomb_image_is_skipped_and_counted(kind, tmp_path, fmnist_dir, caplog):
+    import zipfile
+
+    pngs = [*fmnist_pngs(fmnist_dir, 16), bomb_png(), bomb_png(10000)]  # 10000: PIL only warns
+    if kind == "folder":
+        data_path = tmp_path / "imgs"
+        data_path.mkdir()
+        for i, png in enumerate(pngs):
+            (data_path / f"{i:02d}.png").write_bytes(png)
+    else:
+        data_path = tmp_path / "imgs.zip"
+        with zipfile.ZipFile(data_path, "w") as zf:
+            for i, png in enumerate(pngs):
+                zf.writestr(f"{i:02d}.png", png)
+    args = zip_args(tmp_path, data_path, f"dataset={kind}", "holdout=0")
+    assert main(args) == 0
+    assert "skipped 2 unreadable image file(s)" in caplog.text and "16.png" in caplog.text
