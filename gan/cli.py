@@ -99,6 +99,16 @@ def main(argv: list[str] | None = None) -> int:
     except GanError as e:
         print(f"gan: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a write or read the commands did not foresee: still one line
+        where = f" {e.filename}" if e.filename else ""
+        print(
+            f"gan: error:{where} {e.strerror or e}; check the path, its permissions and free "
+            "space (rerun with -v for details)",
+            file=sys.stderr,
+        )
+        if args.verbose:
+            raise
+        return 2
     except KeyboardInterrupt:
         print(
             "gan: interrupted; rerun the same command to resume from the last checkpoint",

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
+from gan.checkpoint import atomic_save
 from gan.config import Config, GanError
 
 log = logging.getLogger(__name__)
@@ -391,15 +392,13 @@ def load_split(cfg: Config, split: str = "train") -> Images:
             raise GanError(
                 f"dataset '{cfg.dataset}' has no images left after classes/limit filters"
             )
-        tmp = cache.with_suffix(f".tmp{os.getpid()}")
         d = {
             "images": data.images,
             "labels": data.labels,
             "class_names": data.class_names,
             "skipped": data.skipped,
         }
-        torch.save(d, tmp)
-        os.replace(tmp, cache)
+        atomic_save(d, cache, "prepared data (config key data_dir)")
         return data
 
 

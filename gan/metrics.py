@@ -31,6 +31,7 @@ from torch_fidelity.metric_kid import (
 )
 from torch_fidelity.metric_prc import prc_features_to_metric
 
+from gan.checkpoint import atomic_save
 from gan.classifier import (
     Classifier,
     class_coverage,
@@ -303,9 +304,7 @@ def cached(cfg: Config, kind: str, key: str, compute: Callable[[], dict]) -> dic
                 pass
             log.warning("cache %s is unreadable or stale; rebuilding it", path)
         value = {**compute(), "key": key}
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        torch.save(value, tmp)
-        os.replace(tmp, path)
+        atomic_save(value, path, "cache (config key data_dir)")
         return value
 
 

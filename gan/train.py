@@ -218,12 +218,18 @@ def _maybe_compile(m: nn.Module, enabled: bool) -> nn.Module:
 def train(cfg: Config, run_dir: str | Path, report: Report | None = None) -> dict:
     """Train (or resume) a GAN in run_dir; report(metrics, checkpoint_dir) at each evaluation."""
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # read-only, a file in the way, no permission
+        raise ck.write_error(run_dir, e, "run directory") from None
     device = resolve_device(cfg.device)
     resumed = ck.latest_good(run_dir)
     if resumed:
         check_resumable(make_config(resumed[1]["config"]), cfg, run_dir)
-    save_config(cfg, run_dir / "config.yaml")
+    try:
+        save_config(cfg, run_dir / "config.yaml")
+    except OSError as e:
+        raise ck.write_error(run_dir / "config.yaml", e, "run config") from None
     torch.manual_seed(cfg.seed)
 
     data = load_split(cfg, "train")
@@ -403,10 +409,7 @@ def train(cfg: Config, run_dir: str | Path, report: Report | None = None) -> dic
                 path = ck.save_checkpoint(state, ck.checkpoint_path(run_dir, epoch))
                 ck.prune(run_dir, cfg.keep_checkpoints)
                 if metrics is not None and is_best:
-                    shutil.copyfile(path, run_dir / "checkpoints" / ".best.tmp")
-                    (run_dir / "checkpoints" / ".best.tmp").replace(
-                        run_dir / "checkpoints" / "best.pt"
-                    )
+                    ck.copy_atomic(path, run_dir / "checkpoints" / "best.pt")
                 if metrics is not None and report is not None:
                     with tempfile.TemporaryDirectory(prefix="gan-ckpt-") as tmp:
                         shutil.copyfile(path, Path(tmp) / "checkpoint.pt")

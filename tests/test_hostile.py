@@ -232,3 +232,68 @@ def test_decompression_bomb_image_is_skipped_and_counted(kind, tmp_path, fmnist_
     args = zip_args(tmp_path, data_path, f"dataset={kind}", "holdout=0")
     assert main(args) == 0
     assert "skipped 2 unreadable image file(s)" in caplog.text and "16.png" in caplog.text
+
+
+# -- unwritable output and a full disk ------------------------------------------------------------
+
+
+def train_args(tmp_path: Path, out: Path, *extra: str) -> list[str]:
+    values = dict(limit=64, width=8, latent_dim=16, batch_size=32, eval_every=-1, device="cpu")
+    return [
+        "train",
+        "--out",
+        str(out),
+        "--set",
+        *(f"{k}={v}" for k, v in values.items()),
+        f"data_dir={tmp_path / 'data'}",
+        *extra,
+    ]
+
+
+def test_unwritable_out_dir_is_one_line(tmp_path, fmnist_dir, capsys, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the run directory should go")
+    assert main(train_args(tmp_path, blocker / "run", "epochs=1")) == 2
+    one_error(capsys, str(blocker / "run"), "--out")
+    # a read-only disk (root ignores chmod, so the refusal is simulated where it happens)
+    ro = tmp_path / "ro"
+    real_mkdir = Path.mkdir
+
+    def read_only(self, *a, **k):
+        if str(self).startswith(str(ro)):
+            raise OSError(30, "Read-only file system", str(self))
+        return real_mkdir(self, *a, **k)
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    assert main(train_args(tmp_path, ro / "run", "epochs=1")) == 2
+    one_error(capsys, str(ro / "run"), "Read-only file system", "writable")
+
+
+def test_full_disk_during_a_checkpoint_keeps_the_last_one(
+    tmp_path, fmnist_dir, capsys, monkeypatch
+):
+    import errno
+
+    from gan import checkpoint as ck
+
+    out = tmp_path / "run"
+    assert main(train_args(tmp_path, out, "epochs=1")) == 0
+    capsys.readouterr()
+    real_save = torch.save
+
+    def full_disk(obj, f, *a, **k):
+        if isinstance(obj, dict) and "opt_g" in obj:  # only checkpoints: the disk fills there
+            f.write(b"half a checkpoint")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, f, *a, **k)
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    assert main(train_args(tmp_path, out, "epochs=2")) == 2
+    line = one_error(capsys, str(out / "checkpoints" / "ckpt_000002.pt"), "No space left")
+    assert "MiB needed" in line and "ckpt_000001.pt is kept" in line
+    files = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert files == ["ckpt_000001.pt"]  # no partial file keeps the disk full
+    assert ck.load_checkpoint(out / "checkpoints" / "ckpt_000001.pt")["epoch"] == 1
+    monkeypatch.setattr(torch, "save", real_save)  # space freed: the same command resumes
+    assert main(train_args(tmp_path, out, "epochs=2")) == 0
+    assert "done: epoch 2" in capsys.readouterr().out
