@@ -115,14 +115,24 @@ def make_app(
     return Starlette(routes=routes, exception_handlers=handlers)
 
 
+def check_address(host: str, port: int) -> None:
+    """GanError naming --port or --host when they cannot be an address to listen on."""
+    if not 0 <= port <= 65535:
+        raise GanError(f"--port {port}: a TCP port is 0..65535 (0: any free port)")
+    if "\0" in host or any(c.isspace() for c in host):
+        raise GanError(f"--host {host!r}: not a host name or address; e.g. 127.0.0.1 or 0.0.0.0")
+
+
 def listen(host: str, port: int) -> socket.socket:
     """A listening socket (port 0: any free port), or GanError naming the address."""
+    check_address(host, port)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET  # "::1" is an IPv6 address
     try:
         return socket.create_server((host, port), family=family)
-    except OSError as e:
+    except (OSError, OverflowError, ValueError, UnicodeError) as e:
         raise GanError(
-            f"cannot listen on {host}:{port} ({e.strerror}); check --host, or pick another --port"
+            f"cannot listen on {host}:{port} ({getattr(e, 'strerror', None) or e}); "
+            "check --host (e.g. 127.0.0.1 or 0.0.0.0), or pick another --port"
         ) from None
 
 
@@ -142,6 +152,9 @@ def run(args: argparse.Namespace) -> int:
         import uvicorn
     except ImportError:
         raise GanError(INSTALL) from None
+    check_address(args.host, args.port)  # before the generator loads: a typo fails at once
+    if args.max_count < 1:
+        raise GanError(f"--max-count {args.max_count}: must be at least 1")
     device = resolve_device(args.device, cli=True)
     app = make_app(args.target, device, args.max_count, not args.no_ema)
     sock = listen(args.host, args.port)

@@ -297,3 +297,32 @@ def test_full_disk_during_a_checkpoint_keeps_the_last_one(
     monkeypatch.setattr(torch, "save", real_save)  # space freed: the same command resumes
     assert main(train_args(tmp_path, out, "epochs=2")) == 0
     assert "done: epoch 2" in capsys.readouterr().out
+
+
+# -- gan serve addresses --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("option", "named"),
+    [
+        (["--port", "99999"], "--port 99999"),
+        (["--port", "-1"], "--port -1"),
+        (["--host", "no.such.host.invalid"], "no.such.host.invalid"),
+        (["--host", "999.1.1.1"], "999.1.1.1"),
+        (["--host", "bad host"], "--host 'bad host'"),
+        (["--max-count", "0"], "--max-count 0"),
+    ],
+)
+def test_serve_bad_address_is_one_line(option, named, tmp_path, capsys):
+    from gan import serve
+
+    pytest.importorskip("uvicorn", reason="the optional extra: pip install 'gan[serve]'")
+    if option[0] == "--host" and " " not in option[1]:  # resolved only when it listens
+        with pytest.raises(GanError, match=named):
+            serve.listen(option[1], 0)
+        return
+    if option[0] == "--port":  # listen() itself refuses it too (an OverflowError before)
+        with pytest.raises(GanError, match=named):
+            serve.listen("127.0.0.1", int(option[1]))
+    assert main(["serve", str(tmp_path), *option]) == 2  # refused before any checkpoint loads
+    one_error(capsys, named)
