@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -41,7 +43,39 @@ def resolve_train_config(args) -> tuple[object, Path]:
     return cfg, Path(args.out) if args.out else Path("runs") / cfg.name
 
 
+@contextlib.contextmanager
+def sigterm_as_sigint():
+    """Handle SIGTERM (what Kubernetes, Ray and `docker stop` send) exactly as Ctrl-C: it runs
+    the SIGINT handler in place (Python's KeyboardInterrupt, or Ray Tune's graceful stop).
+    Yields a list that holds signal.SIGTERM once one arrived."""
+    got = []
+
+    def on_term(signum, frame):
+        got.append(signum)
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler):  # not SIG_IGN: a background `cmd &` may start with SIGINT ignored
+            handler(signal.SIGINT, frame)
+        else:
+            raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, on_term)
+    except ValueError:  # not the main thread: signals are not ours to handle
+        yield got
+        return
+    try:
+        yield got
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def stopped(got: list) -> tuple[str, int]:
+    """How a stop is named, and its exit status (128 + the signal, as a shell reports it)."""
+    return ("stopped by SIGTERM", 143) if got else ("interrupted", 130)
+
+
 def run_train(args) -> int:
+    from gan.checkpoint import numbered
     from gan.train import train
 
     cfg, out = resolve_train_config(args)
@@ -50,7 +84,19 @@ def run_train(args) -> int:
     def report(metrics: dict, checkpoint_dir: str | None) -> None:
         pass  # train() already logs metrics to log.jsonl, TensorBoard and the console
 
-    result = train(cfg, out, report)
+    with sigterm_as_sigint() as got:
+        try:
+            result = train(cfg, out, report)
+        except KeyboardInterrupt:
+            found = numbered(out)
+            kept = (
+                f"{found[-1]} is kept; rerun the same command to resume from it"
+                if found
+                else "no checkpoint was written yet; rerun the same command to start again"
+            )
+            what, code = stopped(got)
+            print(f"gan: {what}; {kept}", file=sys.stderr)
+            return code
     if result["status"] == "diverged":
         print(
             f"gan: run diverged at epoch {result['epoch']}; last good checkpoint kept in {out}",
@@ -95,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         datefmt="%H:%M:%S",
     )
     try:
-        return int(args.func(args) or 0)
+        with sigterm_as_sigint() as got:
+            return int(args.func(args) or 0)
     except GanError as e:
         print(f"gan: error: {e}", file=sys.stderr)
         return 2
@@ -110,11 +157,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         return 2
     except KeyboardInterrupt:
-        print(
-            "gan: interrupted; rerun the same command to resume from the last checkpoint",
-            file=sys.stderr,
-        )
-        return 130
+        what, code = stopped(got)
+        print(f"gan: {what}; rerun the same command to start it again", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

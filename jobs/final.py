@@ -22,6 +22,7 @@ if __package__ in (None, ""):  # run as a script: see jobs/tune.py
 import ray  # noqa: E402
 
 from gan.best import final_values  # noqa: E402
+from gan.cli import sigterm_as_sigint, stopped  # noqa: E402
 from gan.config import GanError, make_config, to_dict  # noqa: E402
 from jobs.tune import build_tuner, check_resources, resolve_storage  # noqa: E402
 from jobs.tune_spec import Spec, resolve_paths  # noqa: E402
@@ -78,8 +79,7 @@ def run_final(
     return {**metrics, "run_dir": result.path}
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command line of the final retrain job."""
+def _run(argv: list[str] | None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--from", dest="from_dir", help="experiment dir or best.yaml (default: newest)")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="override config keys")
@@ -103,6 +103,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"final: error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line of the final retrain job; SIGTERM stops it as Ctrl-C does (resumable)."""
+    owned = not ray.is_initialized()  # a Ray this job starts, it shuts down
+    with sigterm_as_sigint() as got:
+        try:
+            code = _run(argv)
+        except KeyboardInterrupt:
+            got.append("interrupted")
+            code = 0
+        finally:
+            if owned and ray.is_initialized():
+                ray.shutdown()
+    if got:
+        what, code = stopped([s for s in got if s != "interrupted"])
+        print(f"final: {what}; rerun the same command to resume the retrain", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

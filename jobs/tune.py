@@ -32,6 +32,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler  # noqa: E402
 from ray.tune.search.basic_variant import BasicVariantGenerator  # noqa: E402
 
 from gan import checkpoint as ck  # noqa: E402
+from gan.cli import sigterm_as_sigint, stopped  # noqa: E402
 from gan.config import GanError, make_config, read_yaml  # noqa: E402
 from jobs.tune_report import DIVERGED, read_bytes, storage_fs, write_bytes, write_outputs  # noqa: E402
 from jobs.tune_spec import Spec, load_spec  # noqa: E402
@@ -251,11 +252,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", help="experiment name (default: the YAML's name); the resume key")
     p.add_argument("--require-gpu", action="store_true", help="fail when the cluster has no GPU")
     args = p.parse_args(argv)
-    try:
-        run_tune(args.config, args.storage, args.name, args.require_gpu)
-    except GanError as e:
-        print(f"tune: error: {e}", file=sys.stderr)
-        return 2
+    # SIGTERM (Kubernetes, `ray job stop`, `docker stop`) stops it as Ctrl-C does: Ray Tune
+    # saves the experiment state, which the same command resumes
+    owned = not ray.is_initialized()  # a Ray this job starts, it shuts down
+    with sigterm_as_sigint() as got:
+        try:
+            run_tune(args.config, args.storage, args.name, args.require_gpu)
+        except GanError as e:
+            print(f"tune: error: {e}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            got.append("interrupted")
+        finally:
+            if owned and ray.is_initialized():
+                ray.shutdown()
+    if got:
+        what, code = stopped([s for s in got if s != "interrupted"])
+        print(f"tune: {what}; rerun the same command to resume the experiment", file=sys.stderr)
+        return code
     return 0
 
 

@@ -326,3 +326,56 @@ def test_serve_bad_address_is_one_line(option, named, tmp_path, capsys):
             serve.listen("127.0.0.1", int(option[1]))
     assert main(["serve", str(tmp_path), *option]) == 2  # refused before any checkpoint loads
     one_error(capsys, named)
+
+
+# -- SIGTERM ---------------------------------------------------------------------------------------
+
+
+def test_sigterm_stops_train_like_ctrl_c_and_it_resumes(tmp_path, fmnist_dir, capsys):
+    """A subprocess: SIGTERM's default action would end the test session itself."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    args = train_args(tmp_path, out, "epochs=1000", "limit=256")[1:]
+    cmd = [sys.executable, "-m", "gan.cli", "train", *args]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 120
+    while not list((out / "checkpoints").glob("ckpt_*.pt")) and time.time() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err
+    assert "gan: stopped by SIGTERM;" in err and "rerun the same command to resume" in err
+    from gan.checkpoint import latest_good
+
+    epoch = latest_good(out)[1]["epoch"]
+    assert epoch >= 1
+    # the same command, with the end in sight, resumes where it stopped
+    assert main(train_args(tmp_path, out, f"epochs={epoch + 1}", "limit=256")) == 0
+    assert f"done: epoch {epoch + 1}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("job", ["tune", "final"])
+def test_sigterm_stops_the_ray_jobs_like_ctrl_c(job, monkeypatch, capsys):
+    import importlib
+    import signal
+
+    mod = importlib.import_module(f"jobs.{job}")
+
+    def runs_until_stopped(*args, **kwargs):
+        # the default action would end this test session: only send it to a handler
+        assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN)
+        signal.raise_signal(signal.SIGTERM)
+        raise AssertionError("SIGTERM did not stop the job")
+
+    monkeypatch.setattr(mod, f"run_{job}", runs_until_stopped)
+    argv = ["tune_configs/quick.yaml"] if job == "tune" else []
+    assert mod.main(argv) == 143
+    err = capsys.readouterr().err
+    assert f"{job}: stopped by SIGTERM; rerun the same command to resume" in err
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored afterwards
