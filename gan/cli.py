@@ -98,8 +98,11 @@ def run_train(args) -> int:
             print(f"gan: {what}; {kept}", file=sys.stderr)
             return code
     if result["status"] == "diverged":
+        found = numbered(out)
+        kept = f"{found[-1]} is the last good checkpoint" if found else "no checkpoint was kept"
         print(
-            f"gan: run diverged at epoch {result['epoch']}; last good checkpoint kept in {out}",
+            f"gan: run diverged at epoch {result['epoch']}; {kept}; lower lr_g/lr_d, or try "
+            "loss=hinge or spectral_norm=true",
             file=sys.stderr,
         )
         return 3

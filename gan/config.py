@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from dataclasses import dataclass, fields
 from importlib import resources
@@ -122,14 +123,15 @@ def _coerce(key: str, value: object) -> object:
     if kind is float:
         if isinstance(value, bool):
             raise bad
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):  # PyYAML reads 1e-4 as a string
-            try:
-                return float(value)
-            except ValueError:
-                raise bad from None
-        raise bad
+        if not isinstance(value, (int, float, str)):  # PyYAML reads 1e-4 as a string
+            raise bad
+        try:
+            number = float(value)
+        except (ValueError, OverflowError):  # OverflowError: an int beyond any float
+            raise bad from None
+        if not math.isfinite(number):  # inf and nan pass every range check below
+            raise GanError(f"config key '{key}': {value!r} is not a finite number")
+        return number
     if kind is str:
         if isinstance(value, str):
             return value

@@ -379,3 +379,34 @@ def test_sigterm_stops_the_ray_jobs_like_ctrl_c(job, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert f"{job}: stopped by SIGTERM; rerun the same command to resume" in err
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored afterwards
+
+
+# -- divergence and non-finite config values -------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", ".inf", "1e400", "1" + "0" * 400])
+def test_non_finite_config_values_are_refused(value, tmp_path, capsys):
+    assert main(["train", "--out", str(tmp_path / "run"), "--set", f"lr_g={value}"]) == 2
+    one_error(capsys, "'lr_g'")
+    assert not (tmp_path / "run").exists()
+
+
+def test_divergence_beyond_nan_exits_3_and_names_what_is_kept(tmp_path, fmnist_dir, capsys):
+    out = tmp_path / "run"
+    # lr 1e3: losses of ~1e14 from the first epoch, finite all along
+    assert main(train_args(tmp_path, out, "epochs=3", "lr_g=1e3", "lr_d=1e3")) == 3
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "gan: run diverged at epoch 1; no checkpoint was kept" in err
+
+
+def test_divergence_after_a_checkpoint_names_it(tmp_path, fmnist_dir, capsys, monkeypatch):
+    from gan import train as train_module
+
+    out = tmp_path / "run"
+    assert main(train_args(tmp_path, out, "epochs=1")) == 0
+    monkeypatch.setattr(train_module, "DIVERGE_LOSS", 1e-3)  # epoch 2 counts as diverged
+    assert main(train_args(tmp_path, out, "epochs=2")) == 3
+    err = capsys.readouterr().err
+    assert f"diverged at epoch 2; {out / 'checkpoints' / 'ckpt_000001.pt'} is the last good" in err
+    assert not (out / "checkpoints" / "ckpt_000002.pt").exists()
