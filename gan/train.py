@@ -211,9 +211,36 @@ def sample_grid(G: nn.Module, z: torch.Tensor, y: torch.Tensor | None) -> torch.
     return make_grid(x, nrow=8, normalize=True, value_range=(-1, 1))
 
 
+def _finite(v):
+    """NaN and inf as None: they are not JSON, and a reader such as jq or pandas refuses them."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
 def _write_json(path: Path, row: dict) -> None:
     with open(path, "a") as f:
-        f.write(json.dumps(row) + "\n")
+        f.write(json.dumps({k: _finite(v) for k, v in row.items()}, allow_nan=False) + "\n")
+
+
+def _truncate_log(path: Path, epoch: int) -> None:
+    """Drop the rows of epochs past `epoch` (lost when resuming an older checkpoint), so that
+    the log reads as one history."""
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines()
+    kept = [line for line in lines if line.strip() and _row_epoch(line) <= epoch]
+    if len(kept) != len(lines):
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text("".join(line + "\n" for line in kept))
+        tmp.replace(path)
+
+
+def _row_epoch(line: str) -> float:
+    try:
+        return json.loads(line).get("epoch", 0)
+    except (ValueError, AttributeError):  # a torn last line from a crash: dropped
+        return math.inf
 
 
 def _maybe_compile(m: nn.Module, enabled: bool) -> nn.Module:
@@ -244,6 +271,8 @@ def train(cfg: Config, run_dir: str | Path, report: Report | None = None) -> dic
     torch.manual_seed(cfg.seed)
 
     data = load_split(cfg, "train")
+    if data.skipped:  # said on every run, not only when the data is first prepared
+        log.warning("%d unreadable image file(s) in %s are left out", data.skipped, cfg.data_path)
     if len(data) < cfg.batch_size:
         raise GanError(
             f"dataset has {len(data)} images, fewer than one batch (batch_size="
@@ -281,6 +310,7 @@ def train(cfg: Config, run_dir: str | Path, report: Report | None = None) -> dic
         if device.type == "cuda" and state["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(state["rng"]["cuda"], device)
         log.info("resumed %s at epoch %d", path, epoch)
+    _truncate_log(run_dir / "log.jsonl", epoch)  # epoch 0: a fresh start, no rows kept
     if epoch >= cfg.epochs:
         log.info(
             "%s already trained to epoch %d (epochs=%d); raise epochs to go on",
@@ -337,6 +367,7 @@ def train(cfg: Config, run_dir: str | Path, report: Report | None = None) -> dic
                 "img_per_s": n_img / dt,
                 "seconds": dt,
                 "cpu_seconds": cpu,  # every thread of this process: steadier than wall time
+                "skipped_files": data.skipped,  # unreadable images left out of the dataset
             }
             why = divergence(stats)
             if why is not None:

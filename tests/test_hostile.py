@@ -410,3 +410,49 @@ def test_divergence_after_a_checkpoint_names_it(tmp_path, fmnist_dir, capsys, mo
     err = capsys.readouterr().err
     assert f"diverged at epoch 2; {out / 'checkpoints' / 'ckpt_000001.pt'} is the last good" in err
     assert not (out / "checkpoints" / "ckpt_000002.pt").exists()
+
+
+# -- logs after a resume, NaN and skipped files ----------------------------------------------------
+
+
+def log_rows(out: Path) -> list[dict]:
+    import json
+
+    def strict(name):
+        raise ValueError(f"{name} is not JSON")
+
+    return [
+        json.loads(x, parse_constant=strict) for x in (out / "log.jsonl").read_text().splitlines()
+    ]
+
+
+def test_resume_from_an_older_checkpoint_drops_the_lost_epochs(tmp_path, fmnist_dir):
+    out = tmp_path / "run"
+    assert main(train_args(tmp_path, out, "epochs=3")) == 0
+    for epoch in (2, 3):  # e.g. a torn disk: only the epoch-1 checkpoint survives
+        (out / "checkpoints" / f"ckpt_{epoch:06d}.pt").unlink()
+    assert main(train_args(tmp_path, out, "epochs=3")) == 0
+    assert [r["epoch"] for r in log_rows(out)] == [1, 2, 3]
+
+
+def test_non_finite_numbers_are_logged_as_null(tmp_path):
+    from gan.train import _write_json
+
+    _write_json(
+        tmp_path / "log.jsonl", {"epoch": 1, "d_loss": float("nan"), "g_loss": float("inf")}
+    )
+    assert log_rows(tmp_path) == [{"epoch": 1, "d_loss": None, "g_loss": None}]
+
+
+def test_skipped_files_are_reported_on_every_run(tmp_path, fmnist_dir, caplog):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, png in enumerate(fmnist_pngs(fmnist_dir, 16)):
+        (folder / f"{i:02d}.png").write_bytes(png)
+    (folder / "broken.png").write_bytes(b"not a png")
+    for out in ("first", "second"):  # the second run reads the prepared cache
+        caplog.clear()
+        args = zip_args(tmp_path, folder, "dataset=folder", "holdout=0", out=out)
+        assert main(args) == 0
+        assert "1 unreadable image file(s)" in caplog.text, out
+        assert all(r["skipped_files"] == 1 for r in log_rows(tmp_path / out))
