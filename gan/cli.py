@@ -34,8 +34,17 @@ def resolve_train_config(args) -> tuple[object, Path]:
 
         cfg = make_config(final_values(args.from_dir, args.set))
         return cfg, Path(args.out) if args.out else Path("runs") / f"{cfg.name}-best"
-    if args.out and not (args.config or args.preset) and (Path(args.out) / "config.yaml").is_file():
-        # resuming a run: its own saved config, plus overrides such as epochs=...
+    from gan.checkpoint import numbered
+
+    out = Path(args.out) if args.out else None
+    if (
+        out
+        and not (args.config or args.preset)
+        and (out / "config.yaml").is_file()
+        and numbered(out)
+    ):
+        # resuming a run: its own saved config, plus overrides such as epochs=...; a folder
+        # without a checkpoint (a run that failed before training) is a new run, not a resume
         values = read_yaml(Path(args.out) / "config.yaml")
         values.update(parse_overrides(args.set))
         return make_config(values), Path(args.out)

@@ -264,10 +264,6 @@ def train(cfg: Config, run_dir: str | Path, report: Report | None = None) -> dic
     resumed = ck.latest_good(run_dir)
     if resumed:
         check_resumable(make_config(resumed[1]["config"]), cfg, run_dir)
-    try:
-        save_config(cfg, run_dir / "config.yaml")
-    except OSError as e:
-        raise ck.write_error(run_dir / "config.yaml", e, "run config") from None
     torch.manual_seed(cfg.seed)
 
     data = load_split(cfg, "train")
@@ -292,6 +288,10 @@ def train(cfg: Config, run_dir: str | Path, report: Report | None = None) -> dic
         from gan.metrics import make_evaluator
 
         evaluator = make_evaluator(cfg, device)
+    try:  # written once data, models and weights are in place: a failed start leaves no run
+        save_config(cfg, run_dir / "config.yaml")
+    except OSError as e:
+        raise ck.write_error(run_dir / "config.yaml", e, "run config") from None
 
     epoch, step, best = 0, 0, math.inf
     if resumed:

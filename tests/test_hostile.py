@@ -456,3 +456,17 @@ def test_skipped_files_are_reported_on_every_run(tmp_path, fmnist_dir, caplog):
         assert main(args) == 0
         assert "1 unreadable image file(s)" in caplog.text, out
         assert all(r["skipped_files"] == 1 for r in log_rows(tmp_path / out))
+
+
+# -- a failed start leaves no run behind ----------------------------------------------------------
+
+
+def test_a_run_that_failed_on_its_data_is_not_resumed(tmp_path, fmnist_dir, capsys):
+    archive = image_zip(tmp_path / "many.zip", fmnist_dir)
+    assert main(zip_args(tmp_path, archive, "zip_max_bytes=5000")) == 2
+    one_error(capsys, "zip_max_bytes=5000")
+    assert not (tmp_path / "run" / "config.yaml").exists()
+    # a folder with a config but no checkpoint (an older failed run) is a new run too
+    (tmp_path / "run" / "config.yaml").write_text("zip_max_bytes: 5000\ndataset: zip\n")
+    assert main(zip_args(tmp_path, archive)) == 0  # the corrected command trains
+    assert "zip_max_bytes: 5000" not in (tmp_path / "run" / "config.yaml").read_text()
