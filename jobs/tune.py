@@ -167,20 +167,53 @@ def resolve_storage(storage: str | None) -> str:
     return str(Path(storage or "results").expanduser().resolve())
 
 
-def check_same_experiment(spec_file: str, name: str, exp_path: str) -> None:
-    """Refuse to resume an experiment from another tune config; remember the config otherwise."""
+def check_same_experiment(spec_file: str, name: str, exp_path: str) -> bytes | None:
+    """Refuse to resume an experiment from another tune config; returns the tune.yaml to write
+    (None: already there) once the experiment really starts (remember_experiment)."""
     fs, root = storage_fs(exp_path)
     raw = {**read_yaml(spec_file), "name": name}
     saved = read_bytes(fs, posixpath.join(root, "tune.yaml"))
     if saved is None:
-        write_bytes(
-            fs, posixpath.join(root, "tune.yaml"), yaml.safe_dump(raw, sort_keys=False).encode()
-        )
-    elif yaml.safe_load(saved) != raw:
+        return yaml.safe_dump(raw, sort_keys=False).encode()
+    if yaml.safe_load(saved) != raw:
         raise GanError(
             f"experiment {exp_path} was started from a different tune config (its "
             f"tune.yaml); pass --name NEW for a new experiment, or delete {exp_path}"
         )
+    return None
+
+
+def remember_experiment(exp_path: str, tune_yaml: bytes | None) -> None:
+    """Write <exp>/tune.yaml: only now, so that a refused start does not block its correction."""
+    if tune_yaml is not None:
+        fs, root = storage_fs(exp_path)
+        write_bytes(fs, posixpath.join(root, "tune.yaml"), tune_yaml)
+
+
+# keys whose searched values change what a trial reads: each listed value is checked up front
+INPUT_KEYS = ("dataset", "data_path", "data_dir", "classes", "fid_weights", "metric", "kid")
+
+
+def preflight(spec: Spec) -> None:
+    """What every trial needs, checked in the driver before Ray starts, so that a missing
+    dataset or weights file fails in seconds, not once per trial after minutes: the data is
+    readable (or downloadable, then cached for the trials), and metric=fid has its weights."""
+    from gan.data import load_split
+    from gan.metrics import URL_INCEPTION_V3, WAYS_OUT, load_weights, resolve_weights
+
+    variants = [spec.base]
+    for key in INPUT_KEYS:
+        domain = spec.search.get(key)
+        values = domain.get("grid_search") if isinstance(domain, dict) else None
+        values = values or getattr(domain, "categories", None) or []
+        variants += [{**spec.base, key: v} for v in values]
+    for values in variants:
+        cfg = make_config(values)
+        load_split(cfg, "train")
+        load_split(cfg, cfg.fid_ref_split)
+        if cfg.metric == "fid" or cfg.kid:
+            weights = resolve_weights(cfg)
+            load_weights(weights.path, "FID weights", WAYS_OUT.format(url=URL_INCEPTION_V3))
 
 
 def build_tuner(spec: Spec, storage: str, trainable=gan_trial) -> tune.Tuner:
@@ -208,9 +241,11 @@ def build_tuner(spec: Spec, storage: str, trainable=gan_trial) -> tune.Tuner:
         metric=spec.metric,
         mode=spec.mode,
         scheduler=make_scheduler(spec),
-        search_alg=BasicVariantGenerator(random_state=spec.seed),
+        # the limit goes to the generator itself: Tune ignores max_concurrent_trials with one
+        search_alg=BasicVariantGenerator(
+            random_state=spec.seed, max_concurrent=spec.max_concurrent
+        ),
         num_samples=spec.num_samples,
-        max_concurrent_trials=spec.max_concurrent or None,
         trial_dirname_creator=trial_dirname,
         reuse_actors=True,  # one process per concurrent slot: torch is imported once, not per trial
     )
@@ -230,10 +265,12 @@ def run_tune(
     spec = load_spec(spec_file, name)
     storage = resolve_storage(storage)
     exp_path = f"{storage}/{spec.name}"
-    check_same_experiment(spec_file, spec.name, exp_path)
+    tune_yaml = check_same_experiment(spec_file, spec.name, exp_path)
+    preflight(spec)
     if not ray.is_initialized():
         ray.init()  # joins RAY_ADDRESS if set (ray job submit, a cluster), else starts a local Ray
     spec = check_resources(spec, require_gpu)
+    remember_experiment(exp_path, tune_yaml)
     # Ray snapshots the experiment at every kept checkpoint and then warns that it does so often
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     t0 = time.time()

@@ -51,6 +51,19 @@ def _status(result, history, target: int) -> str:
     return "stopped"  # by ASHA (or interrupted before its first report)
 
 
+def error_text(error) -> str:
+    """The cause of a trial's failure: a user error's own message, not Ray's wrapper around it
+    (whose first line names a Ray actor)."""
+    seen, cause = set(), error
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, GanError):
+            return str(cause).splitlines()[0][:500]
+        cause = getattr(cause, "cause", None) or cause.__cause__
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1][:500] if lines else type(error).__name__
+
+
 def trial_rows(results, spec) -> list[dict]:
     """One row per trial, best first: status, best metric and its epoch, epochs reached, config."""
     rows = []
@@ -71,7 +84,7 @@ def trial_rows(results, spec) -> list[dict]:
                 "best_epoch": int(best["epoch"]) if best else 0,
                 "epochs": int(max((h.get("epoch", 0) for h in history), default=0)),
                 **{k: config.get(k) for k in spec.search},
-                "error": str(result.error).splitlines()[0][:200] if result.error else "",
+                "error": error_text(result.error) if result.error else "",
                 "_result": result,
             }
         )

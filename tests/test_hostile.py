@@ -470,3 +470,138 @@ def test_a_run_that_failed_on_its_data_is_not_resumed(tmp_path, fmnist_dir, caps
     (tmp_path / "run" / "config.yaml").write_text("zip_max_bytes: 5000\ndataset: zip\n")
     assert main(zip_args(tmp_path, archive)) == 0  # the corrected command trains
     assert "zip_max_bytes: 5000" not in (tmp_path / "run" / "config.yaml").read_text()
+
+
+# -- the tune driver -------------------------------------------------------------------------------
+
+
+def tune_spec_file(path: Path, data_dir: Path, **top) -> Path:
+    import yaml
+
+    base = dict(
+        dataset="fashion_mnist",
+        data_dir=str(data_dir),
+        limit=256,
+        batch_size=32,
+        width=8,
+        latent_dim=16,
+        epochs=2,
+        eval_every=1,
+        metric="fd_domain",
+        device="cpu",
+    )
+    base.update(top.pop("base", {}))
+    spec = {"name": path.stem, "base": base, "resources": {"cpu": 1}, "seed": 0, **top}
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def no_ray(monkeypatch):
+    """jobs.tune with Ray's start replaced by a failure: what must fail before it, does."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import jobs.tune as jt
+
+    def started(*a, **k):
+        raise AssertionError("Ray was started")
+
+    monkeypatch.setattr(jt.ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(jt.ray, "init", started)
+    return jt
+
+
+@pytest.mark.parametrize(
+    ("base", "named"),
+    [
+        ({"dataset": "folder", "data_path": "/no/such/images"}, "/no/such/images"),
+        ({"dataset": "mnist"}, "dataset 'mnist' could not be read or downloaded"),
+        ({"metric": "fid", "fid_weights": "/no/such/weights.pth"}, "/no/such/weights.pth"),
+    ],
+)
+def test_tune_checks_what_trials_need_before_ray_starts(base, named, tmp_path, fmnist_dir, no_ray):
+    import time
+
+    spec = tune_spec_file(tmp_path / "exp.yaml", tmp_path / "data", base=base)
+    t0 = time.time()
+    with pytest.raises(GanError, match=named.replace(".", r"\.")):
+        no_ray.run_tune(str(spec), storage=str(tmp_path / "results"))
+    assert time.time() - t0 < 30
+    assert not (tmp_path / "results" / "exp" / "tune.yaml").exists()
+
+
+def test_a_refused_start_does_not_block_the_corrected_config(
+    tmp_path, fmnist_dir, no_ray, monkeypatch
+):
+    def no_gpu(spec, require_gpu=False):  # what a cluster without GPUs answers --require-gpu
+        raise GanError("resources key 'gpu': trials ask for 1 GPU but the Ray cluster has none")
+
+    monkeypatch.setattr(no_ray.ray, "init", lambda *a, **k: None)
+    monkeypatch.setattr(no_ray, "check_resources", no_gpu)
+    spec = tune_spec_file(tmp_path / "exp.yaml", tmp_path / "data", resources={"cpu": 1, "gpu": 1})
+    with pytest.raises(GanError, match="'gpu'"):
+        no_ray.run_tune(str(spec), storage=str(tmp_path / "results"), require_gpu=True)
+    assert not (tmp_path / "results" / "exp" / "tune.yaml").exists()
+    tune_spec_file(spec, tmp_path / "data", resources={"cpu": 1})  # the corrected config
+    assert (
+        no_ray.check_same_experiment(str(spec), "exp", str(tmp_path / "results" / "exp"))
+        is not None
+    )
+
+
+def test_trials_csv_error_is_the_user_error_not_a_ray_actor():
+    from jobs.tune_report import error_text
+
+    class RayTaskError(Exception):  # how Ray wraps an exception raised in a trial
+        def __init__(self, cause):
+            super().__init__(
+                "ray::ImplicitFunc.train() (pid=4242, ip=10.0.0.1, actor_id=ab12)\n"
+                '  File "jobs/tune.py", line 90, in gan_trial\n'
+                f"gan.config.GanError: {cause}"
+            )
+            self.cause = cause
+
+    cause = GanError("data_path /data/imgs is not a folder; pass data_path=DIR with images")
+    assert error_text(RayTaskError(cause)) == str(cause)
+    assert error_text(RuntimeError("CUDA out of memory")) == "CUDA out of memory"
+
+
+def interval_trial(config, exp_dir="", mode="min"):
+    """A trainable that records when it runs (no training): for the concurrency limit."""
+    import json
+    import time
+
+    from ray import tune
+
+    start = time.time()
+    time.sleep(1.5)
+    trial = Path(tune.get_context().get_trial_dir()).name
+    (Path(exp_dir) / f"{trial}.interval").write_text(json.dumps([start, time.time()]))
+    tune.report({"epoch": 1, config["metric"]: 1.0})
+
+
+@pytest.mark.ray
+def test_max_concurrent_is_honoured(tmp_path, fmnist_dir, ray_session):
+    import json
+    import sys
+
+    import ray.cloudpickle
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from jobs.tune import run_tune
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers can't import tests
+    spec = tune_spec_file(
+        tmp_path / "limited.yaml",
+        tmp_path / "data",
+        search={"lr_g": {"grid_search": [1.0e-4, 2.0e-4, 3.0e-4, 4.0e-4]}},
+        scheduler={"type": "fifo"},
+        resources={"cpu": 0.5},  # 4 would fit on this 2-CPU Ray at once
+        max_concurrent=2,
+    )
+    run_tune(str(spec), storage=str(tmp_path), trainable=interval_trial)
+    spans = [json.loads(p.read_text()) for p in (tmp_path / "limited").glob("*.interval")]
+    assert len(spans) == 4
+    for t in [s for s, _ in spans]:  # at each start, how many were running
+        assert sum(1 for s, e in spans if s <= t < e) <= 2

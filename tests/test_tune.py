@@ -135,7 +135,10 @@ def test_shipped_tune_configs_are_valid():
     for rule in fmnist.search.values():
         grid *= len(rule["grid_search"]) if isinstance(rule, dict) else 1
     assert grid * fmnist.num_samples >= 24 and fmnist.gpu == 0.25 and fmnist.metric == "fid"
-    assert {"arch", "lr_g", "lr_d", "loss", "spectral_norm"} <= set(fmnist.search)
+    assert {"arch", "lr_g", "lr_d", "loss", "diffaug", "r1_gamma"} <= set(fmnist.search)
+    assert "resnet" in fmnist.search["arch"]["grid_search"]
+    cifar = load_spec(ROOT / "tune_configs" / "cifar10.yaml")
+    assert any("color" in p for p in cifar.search["diffaug"].categories)
     for name in names:
         load_spec(ROOT / "tune_configs" / f"{name}.yaml")
 
@@ -175,11 +178,13 @@ def test_asha_rungs_survive_restore(tmp_path):
 
 
 def test_resuming_from_another_tune_config_is_refused(tmp_path):
-    from jobs.tune import check_same_experiment
+    from jobs.tune import check_same_experiment, remember_experiment
 
     spec = write_spec(tmp_path / "a.yaml", {"eval_every": 1}, name="a")
-    check_same_experiment(str(spec), "a", str(tmp_path / "a"))
-    check_same_experiment(str(spec), "a", str(tmp_path / "a"))  # the same config resumes
+    remember_experiment(
+        str(tmp_path / "a"), check_same_experiment(str(spec), "a", str(tmp_path / "a"))
+    )
+    assert check_same_experiment(str(spec), "a", str(tmp_path / "a")) is None  # the same resumes
     write_spec(spec, {"eval_every": 2}, name="a")
     with pytest.raises(GanError, match="--name"):
         check_same_experiment(str(spec), "a", str(tmp_path / "a"))
@@ -305,7 +310,10 @@ def test_crashed_trial_is_retried_from_its_checkpoint(tmp_path, tune_base, ray_s
     assert [r["status"] for r in rows] == ["completed"]
     log = (tmp_path / "flaky" / rows[0]["trial"] / "log.jsonl").read_text().splitlines()
     epochs = [json.loads(x)["epoch"] for x in log if json.loads(x)["kind"] == "epoch"]
-    assert epochs == [1, 2, 2, 3]  # epoch 2 redone from Ray's epoch-1 checkpoint, not from scratch
+    assert epochs == [1, 2, 3]  # one history: the row of the lost epoch 2 is dropped on resume
+    results = (tmp_path / "flaky" / rows[0]["trial"] / "result.json").read_text().splitlines()
+    reported = [json.loads(x)["epoch"] for x in results]
+    assert reported == [1, 2, 3]  # epoch 2 redone from Ray's epoch-1 checkpoint, not from scratch
 
 
 def _terminated(exp: Path) -> list[str]:
