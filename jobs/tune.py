@@ -34,7 +34,14 @@ from ray.tune.search.basic_variant import BasicVariantGenerator  # noqa: E402
 from gan import checkpoint as ck  # noqa: E402
 from gan.cli import sigterm_as_sigint, stopped  # noqa: E402
 from gan.config import GanError, make_config, read_yaml  # noqa: E402
-from jobs.tune_report import DIVERGED, read_bytes, storage_fs, write_bytes, write_outputs  # noqa: E402
+from jobs.tune_report import (
+    DIVERGED,
+    USER_ERROR,
+    read_bytes,
+    storage_fs,
+    write_bytes,
+    write_outputs,
+)  # noqa: E402
 from jobs.tune_spec import Spec, load_spec  # noqa: E402
 
 # -- inside a trial ----------------------------------------------------------------------------
@@ -79,13 +86,22 @@ def gan_trial(config: dict, exp_dir: str = "", mode: str = "min") -> None:
     """Ray Tune function trainable: train one config in its trial dir, reporting each evaluation."""
     from gan.train import train
 
-    cfg = make_config(config)
-    trial_dir = Path(tune.get_context().get_trial_dir())  # the local working dir of this trial
-    # on a local or shared filesystem, write straight into <storage>/<name>/<trial>/ so that logs,
-    # samples and TensorBoard events persist and a resumed trial finds them; on s3 Ray syncs up
-    run_dir = Path(exp_dir) / trial_dir.name if exp_dir else trial_dir
-    restore_checkpoint(tune.get_checkpoint(), run_dir)
-    train(cfg, run_dir, make_report(cfg.metric, mode))
+    try:
+        cfg = make_config(config)
+        trial_dir = Path(tune.get_context().get_trial_dir())  # the local working dir of the trial
+        # on a local or shared filesystem, write straight into <storage>/<name>/<trial>/ so that
+        # logs, samples and TensorBoard events persist and a resumed trial finds them; on s3 Ray
+        # syncs them up
+        run_dir = Path(exp_dir) / trial_dir.name if exp_dir else trial_dir
+        restore_checkpoint(tune.get_checkpoint(), run_dir)
+        train(cfg, run_dir, make_report(cfg.metric, mode))
+    except GanError as e:
+        # a user error (e.g. a searched batch_size above the dataset size): the same config
+        # fails the same way on every retry, and a raised error prints Ray's traceback. The trial
+        # ends with the message as its last result (no epoch: ASHA skips it); trials.csv shows
+        # it as failed, with this message in its error column
+        worst = DIVERGED if mode == "min" else -DIVERGED
+        tune.report({config.get("metric", "fid"): worst, USER_ERROR: str(e)})
 
 
 def trial_dirname(trial) -> str:

@@ -17,6 +17,7 @@ from gan.config import GanError, make_config, to_dict
 SHEET_TOP = 6  # configurations on the comparison sheet
 DIVERGED = 1.0e9  # reported instead of inf: one inf in an ASHA rung makes its cutoff NaN/-inf
 ORDER = {"completed": 0, "stopped": 1, "diverged": 2, "failed": 3}
+USER_ERROR = "user_error"  # the last result of a trial that stopped on a user error: its message
 
 
 def storage_fs(path: str) -> tuple[pafs.FileSystem, str]:
@@ -41,8 +42,13 @@ def read_bytes(fs: pafs.FileSystem, path: str) -> bytes | None:
         return f.read()
 
 
+def _user_error(history) -> str:
+    last = history[-1].get(USER_ERROR) if history else None
+    return last if isinstance(last, str) else ""
+
+
 def _status(result, history, target: int) -> str:
-    if result.error is not None:
+    if result.error is not None or _user_error(history):
         return "failed"
     if history and history[-1].get("diverged"):
         return "diverged"
@@ -82,9 +88,11 @@ def trial_rows(results, spec) -> list[dict]:
                 "status": status,
                 spec.metric: best[spec.metric] if best else math.nan,
                 "best_epoch": int(best["epoch"]) if best else 0,
-                "epochs": int(max((h.get("epoch", 0) for h in history), default=0)),
+                "epochs": int(
+                    max((h["epoch"] for h in history if _finite(h.get("epoch"))), default=0)
+                ),
                 **{k: config.get(k) for k in spec.search},
-                "error": error_text(result.error) if result.error else "",
+                "error": error_text(result.error) if result.error else _user_error(history),
                 "_result": result,
             }
         )
@@ -198,9 +206,11 @@ def write_outputs(results, spec, exp_path: str) -> list[dict]:
     ok = [r for r in rows if _finite(r[spec.metric])]
     winner = next((r for r in ok if r["status"] in ("completed", "stopped")), ok[0] if ok else None)
     if winner is None:
+        first = next((r["error"] for r in rows if r["error"]), "")
         raise GanError(
-            f"no trial of {exp_path} reported a finite {spec.metric}; see trials.csv "
-            "and the trials' error.txt"
+            f"no trial of {exp_path} reported a finite {spec.metric}"
+            + (f"; the first error: {first}" if first else "")
+            + "; see trials.csv and the trials' error.txt"
         )
     write_bytes(fs, posixpath.join(root, "best.yaml"), _best_yaml(winner, spec))
     sheet = comparison_sheet(rows, spec)

@@ -605,3 +605,31 @@ def test_max_concurrent_is_honoured(tmp_path, fmnist_dir, ray_session):
     assert len(spans) == 4
     for t in [s for s, _ in spans]:  # at each start, how many were running
         assert sum(1 for s, e in spans if s <= t < e) <= 2
+
+
+@pytest.mark.ray
+def test_a_user_error_in_a_trial_is_its_error_not_a_ray_traceback(
+    tmp_path, fmnist_dir, ray_session, caplog
+):
+    import csv
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from jobs.tune import run_tune
+
+    spec = tune_spec_file(
+        tmp_path / "usererr.yaml",
+        tmp_path / "data",
+        base={"epochs": 1, "fid_samples": 64},
+        search={"batch_size": {"grid_search": [32, 100000]}},  # 100000: more than the dataset
+        scheduler={"type": "fifo"},
+        max_failures=2,
+    )
+    run_tune(str(spec), storage=str(tmp_path))
+    rows = {
+        r["batch_size"]: r for r in csv.DictReader((tmp_path / "usererr" / "trials.csv").open())
+    }
+    assert rows["32"]["status"] == "completed" and rows["32"]["error"] == ""
+    assert rows["100000"]["status"] == "failed"
+    assert rows["100000"]["error"].startswith("dataset has 256 images, fewer than one batch")
+    assert "Trial task failed" not in caplog.text  # no Ray traceback, and no pointless retries
