@@ -187,7 +187,9 @@ def check_state(module: nn.Module, state: dict, path: str | Path, what: str, fix
     """GanError naming the first missing, unexpected or mis-shaped key of `state`."""
     want = {k: tuple(v.shape) for k, v in module.state_dict().items()}
     got = {k: tuple(v.shape) for k, v in state.items()}
-    missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
+    # BatchNorm fills a missing num_batches_tracked itself (files saved before torch 0.4.1)
+    missing = sorted(k for k in set(want) - set(got) if not k.endswith("num_batches_tracked"))
+    extra = sorted(set(got) - set(want))
     shape = [k for k in want if k in got and want[k] != got[k]]
     if missing or extra or shape:
         problem = (

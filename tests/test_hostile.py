@@ -633,3 +633,16 @@ def test_a_user_error_in_a_trial_is_its_error_not_a_ray_traceback(
     assert rows["100000"]["status"] == "failed"
     assert rows["100000"]["error"].startswith("dataset has 256 images, fewer than one batch")
     assert "Trial task failed" not in caplog.text  # no Ray traceback, and no pointless retries
+
+
+def test_weights_without_batchnorm_counters_still_load(tmp_path, inception_weights):
+    """Older files (the published ones among them) may lack num_batches_tracked: BatchNorm
+    fills it in, so the layout check must not refuse them."""
+    state = torch.load(inception_weights, weights_only=True)
+    state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    torch.save(state, tmp_path / "old.pt")
+    fe = metrics.inception(
+        metrics.Weights(str(tmp_path / "old.pt"), "x", False), torch.device("cpu")
+    )
+    x = torch.randint(0, 256, (2, 3, 28, 28), dtype=torch.uint8)
+    assert metrics.extract(fe, x).shape == (2, 2048)
