@@ -646,3 +646,60 @@ def test_weights_without_batchnorm_counters_still_load(tmp_path, inception_weigh
     )
     x = torch.randint(0, 256, (2, 3, 28, 28), dtype=torch.uint8)
     assert metrics.extract(fe, x).shape == (2, 2048)
+
+
+def pid_trial(config, exp_dir="", mode="min"):
+    """gan_trial that first writes its worker's pid, for a kill -9 from outside."""
+    from ray import tune
+
+    from jobs.tune import gan_trial
+
+    trial = Path(tune.get_context().get_trial_dir()).name
+    (Path(exp_dir) / f"{trial}.pid").write_text(str(os.getpid()))
+    gan_trial(config, exp_dir, mode)
+
+
+@pytest.mark.ray
+@pytest.mark.slow  # ~1-2 min: three trials, one of them killed and retried
+def test_a_trial_worker_killed_with_sigkill_is_retried_to_the_end(
+    tmp_path, fmnist_dir, ray_session
+):
+    import signal
+    import sys
+    import threading
+    import time
+
+    import ray.cloudpickle
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from jobs.tune import run_tune
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers can't import tests
+    spec = tune_spec_file(
+        tmp_path / "killed.yaml",
+        tmp_path / "data",
+        base={"epochs": 3, "fid_samples": 64},
+        search={"lr_g": {"grid_search": [1.0e-4, 2.0e-4, 3.0e-4]}},
+        scheduler={"type": "fifo"},
+        max_failures=2,
+    )
+    exp, killed = tmp_path / "killed", []
+
+    def kill_one_worker():  # once a trial has a checkpoint, kill -9 its worker process
+        deadline = time.time() + 240
+        while time.time() < deadline and not killed:
+            for ckpt in exp.glob("*/checkpoints/ckpt_000001.pt"):
+                pid_file = exp / f"{ckpt.parent.parent.name}.pid"
+                if pid_file.exists():
+                    os.kill(int(pid_file.read_text()), signal.SIGKILL)
+                    killed.append(ckpt.parent.parent.name)
+                    return
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_one_worker, daemon=True)
+    killer.start()
+    rows = run_tune(str(spec), storage=str(tmp_path), trainable=pid_trial)
+    killer.join(timeout=5)
+    assert killed, "no worker was killed"
+    assert [r["status"] for r in rows] == ["completed"] * 3
+    assert all(r["epochs"] == 3 for r in rows)
