@@ -101,7 +101,7 @@ def test_search_space_translation(tmp_path):
     "top, key",
     [
         ({"search": {"lr": {"choice": [1.0e-4]}}}, "'lr'"),
-        ({"search": {"arch": {"choice": ["resnet"]}}}, "'arch'"),
+        ({"search": {"arch": {"choice": ["stylegan"]}}}, "'arch'"),
         ({"search": {"loss": {"uniform": [0, 1]}}}, "'loss'"),
         ({"search": {"lr_g": {"loguniform": [0.0, 1.0e-3]}}}, "'lr_g'"),
         ({"search": {"lr_g": {"loguniform": ["fast", 1.0e-3]}}}, "'lr_g'"),
