@@ -116,9 +116,11 @@ def run_gan(
             *PROTOCOL,
         ],
     )
-    # a recipe's folder is keyed by its resolved config: a changed recipe trains anew
-    digest = hashlib.sha256(json.dumps(to_dict(cfg), sort_keys=True).encode()).hexdigest()[:8]
-    run_dir = work / f"{label}-{digest}"
+    # a recipe's folder is keyed by its resolved config less its name and epochs (which a
+    # resume may change): a changed recipe trains anew, a renamed or extended one goes on
+    values = {k: v for k, v in to_dict(cfg).items() if k not in ("name", "epochs")}
+    digest = hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:8]
+    run_dir = work / f"recipe-{digest}"
     train(cfg, run_dir)
     by_epoch: dict[int, dict] = {}
     evals: dict[int, dict] = {}
