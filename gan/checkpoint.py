@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import logging
-import os
 import re
-import shutil
 from pathlib import Path
 
 import torch
 
 from gan.config import Config, GanError, make_config
+from gan.io import atomic_save, copy_atomic, write_error  # noqa: F401  (ck.copy_atomic, ...)
 
 log = logging.getLogger(__name__)
 
@@ -34,54 +31,6 @@ def resolve_device(name: str, cli: bool = False) -> torch.device:
         raise GanError(f"{subject}: use cpu, cuda, cuda:N or auto") from None
 
 
-def _nbytes(obj) -> int:
-    """Bytes of the tensors in a nested dict/list: about what torch.save writes."""
-    if isinstance(obj, torch.Tensor):
-        return obj.numel() * obj.element_size()
-    if isinstance(obj, dict):
-        return sum(_nbytes(v) for v in obj.values())
-    if isinstance(obj, (list, tuple)):
-        return sum(_nbytes(v) for v in obj)
-    return 0
-
-
-def write_error(path: Path, e: OSError, what: str, needed: int | None = None) -> GanError:
-    """One line naming `path`, the reason, and on a full disk the space free and needed."""
-    reason = e.strerror or str(e)
-    if e.errno == errno.ENOSPC:
-        try:
-            free = shutil.disk_usage(path.parent).free
-        except OSError:
-            free = None
-        sizes = [f"{free / 2**20:.1f} MiB free" if free is not None else ""]
-        sizes.append(f"about {needed / 2**20:.1f} MiB needed" if needed else "")
-        reason += "".join(f", {s}" for s in sizes if s)
-        fix = "free some space (or pass --out / --set data_dir= on a larger disk)"
-    else:
-        fix = "pass --out DIR (or --set data_dir=DIR) on a writable disk, or fix its permissions"
-    return GanError(f"cannot write {what} {path} ({reason}); {fix}")
-
-
-def atomic_save(obj, path: str | Path, what: str = "checkpoint") -> Path:
-    """torch.save to a temp file beside `path`, fsync, rename: readers never see half a file;
-    on a write error (read-only, full disk) the temp file is removed and `path` left as it was."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        # a partial file would keep the disk full, so that every rerun fails the same way
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        raise write_error(path, e, what, _nbytes(obj)) from None
-    return path
-
-
 def save_checkpoint(state: dict, path: str | Path) -> Path:
     """Write a checkpoint atomically (atomic_save); the previous ones stay on any error."""
     path = Path(path)
@@ -95,20 +44,6 @@ def save_checkpoint(state: dict, path: str | Path) -> Path:
             else "; no checkpoint was written yet"
         )
         raise GanError(f"{e}{tail}") from None
-
-
-def copy_atomic(src: str | Path, dst: str | Path, what: str = "checkpoint") -> Path:
-    """Copy src to dst through a temp file and a rename; no partial file stays on an error."""
-    dst = Path(dst)
-    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    except OSError as e:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        raise write_error(dst, e, what, os.path.getsize(src)) from None
-    return dst
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:

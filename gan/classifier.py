@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -13,6 +14,7 @@ import torch.nn.functional as F
 
 from gan.config import Config
 from gan.data import data_key, load_split, to_float
+from gan.io import cached
 
 log = logging.getLogger(__name__)
 
@@ -161,9 +163,7 @@ def domain_classifier(cfg: Config, device: torch.device) -> tuple[Classifier, di
             "test_acc": acc,
         }
 
-    from gan.metrics import cached  # late: metrics imports this module
-
-    saved = cached(cfg, "classifier", key, fit)
+    saved = cached(Path(cfg.data_dir) / "cache", "classifier", key, fit)
     model = Classifier(cfg.channels, saved["outputs"])
     model.load_state_dict(saved["state"])
     return model.to(device).eval(), saved

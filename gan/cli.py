@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import importlib
 import logging
 import signal
@@ -11,6 +12,7 @@ import sys
 from pathlib import Path
 
 from gan.config import (
+    PROTOCOLS,
     GanError,
     load_config,
     make_config,
@@ -19,11 +21,89 @@ from gan.config import (
     read_yaml,
 )
 
-# subcommands in their own modules, imported only when used: each has add_arguments() and run()
+# the arguments of every subcommand are here, without torch, so that --help and usage errors
+# answer at once; each subcommand's module (its run(args)) is imported only when it runs
+
+
+def evaluate_arguments(p: argparse.ArgumentParser) -> None:
+    """Arguments of `gan evaluate`."""
+    p.add_argument("paths", nargs="+", help="run dirs, checkpoint .pt files or experiment dirs")
+    p.add_argument("--samples", type=int, help="generated images (default: the run's fid_samples)")
+    p.add_argument("--kid", action="store_true", help="also compute KID")
+    p.add_argument("--prc", action="store_true", help="also precision/recall (VGG16 weights)")
+    p.add_argument("--protocol", choices=sorted(PROTOCOLS), help="a published FID protocol")
+    p.add_argument(
+        "--metric", choices=("fid", "fd_domain"), default="fid", help="fd_domain: no Inception"
+    )
+    p.add_argument("--fid-weights", help="local Inception weights (default $GAN_FID_WEIGHTS)")
+    p.add_argument("--data-dir", help="where data and caches live (default: the run's)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+
+
+def generate_arguments(p: argparse.ArgumentParser) -> None:
+    """Arguments of `gan generate`."""
+    p.add_argument("target", metavar="RUN_DIR|CHECKPOINT", help="a run directory or a .pt file")
+    p.add_argument(
+        "--n", type=int, help="images to write (default 64; per class with --check-classes: 100)"
+    )
+    p.add_argument("--out", help="a new folder or FILE.zip of PNGs (a folder for --interpolate)")
+    p.add_argument("--seed", type=int, default=0, help="the same seed writes the same images")
+    p.add_argument(
+        "--class",
+        dest="klass",
+        metavar="K",
+        help="a class name or index (conditional models; default: every class in turn)",
+    )
+    p.add_argument("--batch", type=int, default=256, help="images per step; memory holds one batch")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto")
+    p.add_argument("--no-ema", action="store_true", help="use the raw G, not its EMA copy")
+    w = p.add_argument_group("latent walks")
+    w.add_argument(
+        "--interpolate",
+        action="store_true",
+        help="write strips, grid.png and walk.gif between --seeds or --latents",
+    )
+    w.add_argument(
+        "--seeds",
+        default="0,1,2,3",
+        help="key points: the first image of each seed (default 0,1,2,3)",
+    )
+    w.add_argument("--latents", help="key points from a .npy/.pt file of shape (K, latent_dim)")
+    w.add_argument("--steps", type=int, default=8, help="images per strip, frames per GIF segment")
+    w.add_argument(
+        "--mode", choices=("slerp", "linear"), default="slerp", help="spherical or straight paths"
+    )
+    w.add_argument("--scale", type=int, default=1, help="enlarge strips, grid and GIF N times")
+    p.add_argument(
+        "--check-classes",
+        action="store_true",
+        help="print how often an in-domain classifier recognises each class; writes nothing",
+    )
+
+
+def serve_arguments(p: argparse.ArgumentParser) -> None:
+    """Arguments of `gan serve`."""
+    p.add_argument("target", metavar="RUN_DIR|CHECKPOINT", help="a run directory or a .pt file")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: all)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (0: any free port)")
+    p.add_argument("--max-count", type=int, help="most images per request (default 64)")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto")
+    p.add_argument("--no-ema", action="store_true", help="serve the raw G, not its EMA copy")
+
+
+# name: (the module whose run(args) runs it, help, its arguments)
 COMMANDS = {
-    "evaluate": ("gan.evaluate", "score a run, checkpoint or experiment (FID, fd_domain, ...)"),
-    "generate": ("gan.generate", "write generated images (PNG folder or ZIP), grids, latent walks"),
-    "serve": ("gan.serve", "serve a generator over HTTP"),
+    "evaluate": (
+        "gan.evaluate",
+        "score a run, checkpoint or experiment (FID, fd_domain, ...)",
+        evaluate_arguments,
+    ),
+    "generate": (
+        "gan.generate",
+        "write generated images (PNG folder or ZIP), grids, latent walks",
+        generate_arguments,
+    ),
+    "serve": ("gan.serve", "serve a generator over HTTP", serve_arguments),
 }
 
 
@@ -34,20 +114,16 @@ def resolve_train_config(args) -> tuple[object, Path]:
 
         cfg = make_config(final_values(args.from_dir, args.set))
         return cfg, Path(args.out) if args.out else Path("runs") / f"{cfg.name}-best"
-    from gan.checkpoint import numbered
-
     out = Path(args.out) if args.out else None
-    if (
-        out
-        and not (args.config or args.preset)
-        and (out / "config.yaml").is_file()
-        and numbered(out)
-    ):
-        # resuming a run: its own saved config, plus overrides such as epochs=...; a folder
-        # without a checkpoint (a run that failed before training) is a new run, not a resume
-        values = read_yaml(Path(args.out) / "config.yaml")
-        values.update(parse_overrides(args.set))
-        return make_config(values), Path(args.out)
+    if out and not (args.config or args.preset) and (out / "config.yaml").is_file():
+        from gan.checkpoint import numbered  # torch: only for a folder that may be resumed
+
+        if numbered(out):
+            # resuming a run: its own saved config, plus overrides such as epochs=...; a folder
+            # without a checkpoint (a run that failed before training) is a new run, not a resume
+            values = read_yaml(out / "config.yaml")
+            values.update(parse_overrides(args.set))
+            return make_config(values), out
     cfg = load_config(args.config, args.preset, args.set)
     return cfg, Path(args.out) if args.out else Path("runs") / cfg.name
 
@@ -84,10 +160,10 @@ def stopped(got: list) -> tuple[str, int]:
 
 
 def run_train(args) -> int:
+    cfg, out = resolve_train_config(args)  # config errors come before torch is imported
     from gan.checkpoint import numbered
     from gan.train import train
 
-    cfg, out = resolve_train_config(args)
     print(f"training {cfg.arch} on {cfg.dataset} for {cfg.epochs} epochs in {out}", flush=True)
 
     def report(metrics: dict, checkpoint_dir: str | None) -> None:
@@ -121,7 +197,7 @@ def run_train(args) -> int:
     return 0
 
 
-def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gan", description=__doc__.split(":")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -134,19 +210,22 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     t.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="override config keys")
     t.add_argument("--out", help="run directory (default runs/<name>)")
     t.set_defaults(func=run_train)
-    for name, (module, help_) in COMMANDS.items():
+    for name, (module, help_, add_arguments) in COMMANDS.items():
         p = sub.add_parser(name, help=help_)
-        if name in argv:  # import only the subcommand in use (serve pulls in a web stack)
-            mod = importlib.import_module(module)
-            mod.add_arguments(p)
-            p.set_defaults(func=mod.run)
+        add_arguments(p)
+        p.set_defaults(func=functools.partial(run_module, module))
     return parser
+
+
+def run_module(module: str, args) -> int:
+    """Import a subcommand's module (torch, a web stack) and run it."""
+    return importlib.import_module(module).run(args)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `gan` console script."""
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser(argv).parse_args(argv)
+    args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(message)s",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import gzip
 import hashlib
 import io
@@ -22,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
-from gan.checkpoint import atomic_save
 from gan.config import Config, GanError
+from gan.io import atomic_save, file_lock
 
 log = logging.getLogger(__name__)
 
@@ -316,18 +314,6 @@ def data_key(cfg: Config, split: str) -> str:
     }
     digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
     return f"{cfg.dataset}-{split}-{cfg.image_size}px-{cfg.channels}c-{digest}"
-
-
-@contextlib.contextmanager
-def file_lock(path: Path):
-    """An exclusive lock on `path` (created if needed), shared by processes on this host or NFS."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _prepare(cfg: Config, split: str) -> Images:

@@ -4,7 +4,6 @@ run, written to <run>/evaluation.json and .png; several runs give one comparison
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from pathlib import Path
@@ -13,40 +12,12 @@ import torch
 from torchvision.utils import make_grid, save_image
 
 from gan.checkpoint import find_checkpoint, load_generator, resolve_device
-from gan.config import Config, GanError, make_config, to_dict
+from gan.config import PROTOCOLS, Config, GanError, make_config, to_dict
 from gan.data import data_key, load_split, to_float, to_uint8
 from gan.metrics import EVAL_SEED, Evaluator, Weights, make_evaluator
 
-# named protocols: the settings under which a FID compares with published numbers
-PROTOCOLS = {
-    "fmnist-10k": {
-        "dataset": "fashion_mnist",
-        "values": {"fid_samples": 10000, "fid_ref_split": "test"},
-        "about": "10k generated vs the 10k Fashion-MNIST test images, 28x28 grayscale",
-        "published": "Lucic et al. 2018 (best 21.5); PA-GAN 15.8",
-    },
-}
 D_SAMPLES = 2000  # images per side for the discriminator's accuracy
 GRID = 64  # images per side of the real-vs-generated grid
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of `gan evaluate`."""
-    parser.add_argument(
-        "paths", nargs="+", help="run dirs, checkpoint .pt files or experiment dirs"
-    )
-    parser.add_argument(
-        "--samples", type=int, help="generated images (default: the run's fid_samples)"
-    )
-    parser.add_argument("--kid", action="store_true", help="also compute KID")
-    parser.add_argument("--prc", action="store_true", help="also precision/recall (VGG16 weights)")
-    parser.add_argument("--protocol", choices=sorted(PROTOCOLS), help="a published FID protocol")
-    parser.add_argument(
-        "--metric", choices=("fid", "fd_domain"), default="fid", help="fd_domain: no Inception"
-    )
-    parser.add_argument("--fid-weights", help="local Inception weights (default $GAN_FID_WEIGHTS)")
-    parser.add_argument("--data-dir", help="where data and caches live (default: the run's)")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
 
 
 # -- finding runs -----------------------------------------------------------------------------

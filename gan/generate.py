@@ -371,47 +371,6 @@ def print_class_table(rows: list[dict], file=None) -> None:
 # -- the command --------------------------------------------------------------------------------
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Options of `gan generate`."""
-    p.add_argument("target", metavar="RUN_DIR|CHECKPOINT", help="a run directory or a .pt file")
-    p.add_argument(
-        "--n", type=int, help="images to write (default 64; per class with --check-classes: 100)"
-    )
-    p.add_argument("--out", help="a new folder or FILE.zip of PNGs (a folder for --interpolate)")
-    p.add_argument("--seed", type=int, default=0, help="the same seed writes the same images")
-    p.add_argument(
-        "--class",
-        dest="klass",
-        metavar="K",
-        help="a class name or index (conditional models; default: every class in turn)",
-    )
-    p.add_argument("--batch", type=int, default=256, help="images per step; memory holds one batch")
-    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto")
-    p.add_argument("--no-ema", action="store_true", help="use the raw G, not its EMA copy")
-    w = p.add_argument_group("latent walks")
-    w.add_argument(
-        "--interpolate",
-        action="store_true",
-        help="write strips, grid.png and walk.gif between --seeds or --latents",
-    )
-    w.add_argument(
-        "--seeds",
-        default="0,1,2,3",
-        help="key points: the first image of each seed (default 0,1,2,3)",
-    )
-    w.add_argument("--latents", help="key points from a .npy/.pt file of shape (K, latent_dim)")
-    w.add_argument("--steps", type=int, default=8, help="images per strip, frames per GIF segment")
-    w.add_argument(
-        "--mode", choices=("slerp", "linear"), default="slerp", help="spherical or straight paths"
-    )
-    w.add_argument("--scale", type=int, default=1, help="enlarge strips, grid and GIF N times")
-    p.add_argument(
-        "--check-classes",
-        action="store_true",
-        help="print how often an in-domain classifier recognises each class; writes nothing",
-    )
-
-
 def _keys(args: argparse.Namespace, latent_dim: int) -> tuple[torch.Tensor, list[str]]:
     """The key points of a latent walk: --latents vectors, else each --seeds' first z."""
     if args.latents:

@@ -14,7 +14,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -31,7 +31,6 @@ from torch_fidelity.metric_kid import (
 )
 from torch_fidelity.metric_prc import prc_features_to_metric
 
-from gan.checkpoint import atomic_save
 from gan.classifier import (
     Classifier,
     class_coverage,
@@ -40,7 +39,8 @@ from gan.classifier import (
     predict,
 )
 from gan.config import Config, GanError
-from gan.data import data_key, file_lock, load_split, to_uint8
+from gan.data import data_key, load_split, to_uint8
+from gan.io import cached
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,6 @@ VGG, VGG_LAYER = "vgg16", "fc2_relu"  # torch-fidelity's precision/recall featur
 STANDARD_SHA = re.search(r"-([0-9a-f]{8})\.pth$", URL_INCEPTION_V3).group(1)
 EVAL_SEED = 2020  # every evaluation draws the same z: scores across epochs compare like with like
 REF_SEED = 0  # which real images form the reference set when it is a subset of the split
-CACHE_VERSION = 1  # bump when what is cached changes
 WAYS_OUT = (
     "ways out: run once with internet access (the file is cached in $TORCH_HOME), "
     "or copy it from {url} to a local file and set GAN_FID_WEIGHTS=/path/to/it "
@@ -283,33 +282,6 @@ def vgg(device: torch.device) -> nn.Module:
     return fe.to(device)
 
 
-# -- caches -----------------------------------------------------------------------------------
-
-
-def cached(cfg: Config, kind: str, key: str, compute: Callable[[], dict]) -> dict:
-    """The dict of tensors saved as <data_dir>/cache/<kind>_<hash of key>.pt, computed and saved
-    on a miss; safe for concurrent trials."""
-    key = f"v{CACHE_VERSION}|{kind}|{key}"
-    path = (
-        Path(cfg.data_dir) / "cache" / f"{kind}_{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
-    )
-    # the lock makes a second trial wait for the first one's result instead of recomputing it;
-    # temp file + rename means a reader never sees a half-written file
-    with file_lock(path.with_name(path.name + ".lock")):
-        if path.exists():
-            try:
-                value = torch.load(path, map_location="cpu", weights_only=True)
-                if value.get("key") == key:
-                    log.debug("cache hit %s", path)
-                    return value
-            except Exception:  # noqa: BLE001  (a torn or foreign file is rebuilt, not fatal)
-                pass
-            log.warning("cache %s is unreadable or stale; rebuilding it", path)
-        value = {**compute(), "key": key}
-        atomic_save(value, path, "cache (config key data_dir)")
-        return value
-
-
 # -- images in, features out ------------------------------------------------------------------
 
 
@@ -514,14 +486,17 @@ def _make_evaluator(cfg: Config, device: torch.device) -> Evaluator:
             stats = {k: torch.from_numpy(v) for k, v in gaussian(feats, with_sqrt=True).items()}
             return {"features": feats, **stats}
 
-        saved = cached(cfg, "fid", key, real_fid)
+        saved = cached(Path(cfg.data_dir) / "cache", "fid", key, real_fid)
         ev.real_fid = {k: saved[k].numpy() for k in ("mu", "sigma", "sqrt_sigma")}
         ev.real_fid["features"] = saved["features"]
     if cfg.prc:
         ev.vgg = vgg(device)
         key = f"{data_key(cfg, cfg.fid_ref_split)}|n={len(ref)}|seed={REF_SEED}|{VGG}:{VGG_LAYER}"
         saved = cached(
-            cfg, "vgg", key, lambda: {"features": extract_all(ev.vgg, ref.images, ev.batch_size)}
+            Path(cfg.data_dir) / "cache",
+            "vgg",
+            key,
+            lambda: {"features": extract_all(ev.vgg, ref.images, ev.batch_size)},
         )
         ev.real_vgg = saved["features"]
     found = domain_classifier(cfg, device) if labelled else None

@@ -136,16 +136,6 @@ def listen(host: str, port: int) -> socket.socket:
         ) from None
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Options of `gan serve`."""
-    p.add_argument("target", metavar="RUN_DIR|CHECKPOINT", help="a run directory or a .pt file")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: all)")
-    p.add_argument("--port", type=int, default=8000, help="TCP port (0: any free port)")
-    p.add_argument("--max-count", type=int, default=MAX_COUNT, help="most images per request")
-    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto")
-    p.add_argument("--no-ema", action="store_true", help="serve the raw G, not its EMA copy")
-
-
 def run(args: argparse.Namespace) -> int:
     """Run `gan serve` until interrupted."""
     try:
@@ -153,10 +143,11 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         raise GanError(INSTALL) from None
     check_address(args.host, args.port)  # before the generator loads: a typo fails at once
-    if args.max_count < 1:
-        raise GanError(f"--max-count {args.max_count}: must be at least 1")
+    max_count = MAX_COUNT if args.max_count is None else args.max_count
+    if max_count < 1:
+        raise GanError(f"--max-count {max_count}: must be at least 1")
     device = resolve_device(args.device, cli=True)
-    app = make_app(args.target, device, args.max_count, not args.no_ema)
+    app = make_app(args.target, device, max_count, not args.no_ema)
     sock = listen(args.host, args.port)
     host, port = sock.getsockname()[:2]
     print(f"serving on http://{host}:{port}/generate?seed=0&count=16 (and /health); Ctrl-C stops")

@@ -75,7 +75,7 @@ def fid_cache_dir(request) -> Path:
 @pytest.fixture(scope="session")
 def inception_weights(fid_cache_dir, fmnist_dir) -> Path:
     """Path of the random-weights Inception file, built once (~10 s) and kept between sessions."""
-    from gan.data import file_lock
+    from gan.io import file_lock
 
     path = fid_cache_dir / f"inception-random-v{WEIGHTS_VERSION}.pt"
     with file_lock(fid_cache_dir / "build.lock"):

@@ -52,3 +52,23 @@ def test_train_preset_then_rerun_resumes(tmp_path, fmnist_dir):
     r = gan("train", "--out", str(tmp_path / "run"), "--set", "epochs=2")
     assert r.returncode == 0, r.stderr
     assert "resumed" in r.stderr and "done: epoch 2" in r.stdout
+
+
+def test_help_and_config_errors_import_no_torch():
+    # torch takes seconds to import on a small machine: usage and config errors must not wait
+    code = (
+        "import sys, contextlib, io\n"
+        "import gan.config\n"
+        "assert 'torch' not in sys.modules, 'gan.config imports torch'\n"
+        "from gan.cli import main\n"
+        "with contextlib.redirect_stderr(io.StringIO()) as err:\n"
+        "    assert main(['train', '--set', 'colour=red']) == 2\n"
+        "assert 'colour' in err.getvalue()\n"
+        "for cmd in ('train', 'evaluate', 'generate', 'serve'):\n"
+        "    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "        main([cmd, '--help'])\n"
+        "heavy = sorted(m for m in ('torch', 'torchvision', 'ray') if m in sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr

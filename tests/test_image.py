@@ -74,7 +74,7 @@ def test_subcommands_are_the_cli_s():
     from gan.cli import build_parser
     from gan.entrypoint import SUBCOMMANDS
 
-    parser = build_parser([])
+    parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")  # argparse's subparsers action
     assert set(SUBCOMMANDS) == set(sub.choices)
 

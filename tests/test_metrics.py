@@ -4,6 +4,7 @@ Inception runs on random weights (fixtures_fid.py): assert orderings, never abso
 
 import multiprocessing
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +16,8 @@ from PIL import Image
 from gan import metrics
 from gan.config import GanError, make_config
 from gan.data import load_split, to_float
-from gan.metrics import Uint8Generator, cached, frechet_distance, make_evaluator, reference
+from gan.io import cached
+from gan.metrics import Uint8Generator, frechet_distance, make_evaluator, reference
 
 
 def _reference_fd(mu1, s1, mu2, s2) -> float:
@@ -213,7 +215,7 @@ def _slow_cached(data_dir, marker, out):
         time.sleep(1.0)
         return {"value": torch.arange(5)}
 
-    out.put(int(cached(make_config({"data_dir": data_dir}), "t", "k", compute)["value"].sum()))
+    out.put(int(cached(Path(data_dir) / "cache", "t", "k", compute)["value"].sum()))
 
 
 def test_cache_is_computed_once_by_concurrent_processes(tmp_path):

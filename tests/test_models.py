@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from gan.config import GanError, make_config
+from gan.config import ARCH_NAMES, GanError, make_config
 from gan.models import ARCHS, build_models
 
 SHAPES = [(28, 1), (32, 3), (100, 3)]
@@ -60,6 +60,11 @@ def test_conditional_needs_labels_and_uses_them():
     assert D(x, y).shape == (4,)
     with pytest.raises(ValueError):
         G(z)
+
+
+def test_registry_is_the_configs_arch_choices():
+    # the config names the archs without importing torch; the registry must hold the same ones
+    assert tuple(ARCHS) == ARCH_NAMES
 
 
 def test_width_scales_parameters():
