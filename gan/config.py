@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import typing
 from dataclasses import dataclass, fields
@@ -281,11 +280,3 @@ def to_dict(cfg: Config) -> dict:
 def save_config(cfg: Config, path: str | Path) -> None:
     """Write the resolved config as YAML."""
     Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-
-
-def config_hash(cfg: Config, keys: tuple[str, ...]) -> str:
-    """Short stable hash of some config keys (used to key caches)."""
-    import hashlib
-
-    blob = json.dumps({k: to_dict(cfg)[k] for k in keys}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]

@@ -23,7 +23,6 @@ import numpy as np
 import torch
 import torch.nn as nn
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
-from torch_fidelity.generative_model_base import GenerativeModelBase
 from torch_fidelity.metric_kid import (
     KEY_METRIC_KID_MEAN,
     KEY_METRIC_KID_STD,
@@ -285,32 +284,16 @@ def vgg(device: torch.device) -> nn.Module:
 # -- images in, features out ------------------------------------------------------------------
 
 
-class Uint8Generator(GenerativeModelBase):
-    """G as torch-fidelity wants it: z -> uint8 (B, 3, H, W), grayscale repeated."""
-
-    def __init__(self, G: nn.Module, labels: torch.Generator | None = None):
-        super().__init__()
-        self.G, self.labels = G, labels
-
-    @property
-    def z_size(self) -> int:
-        return self.G.latent_dim
-
-    @property
-    def z_type(self) -> str:
-        return "normal"
-
-    @property
-    def num_classes(self) -> int:
-        # labels are drawn here: torch-fidelity's own conditional path fails (np.int)
-        return 0
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        y = None
-        if getattr(self.G, "num_classes", 0):
-            y = torch.randint(self.G.num_classes, (len(z),), generator=self.labels, device=z.device)
-        x = to_uint8(self.G(z, y))  # rounded: a plain uint8 cast truncates and biases FID
-        return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+def uint8_images(
+    G: nn.Module, z: torch.Tensor, labels: torch.Generator | None = None
+) -> torch.Tensor:
+    """G's images of z as uint8 (B, 3, H, W), grayscale repeated, as torch-fidelity's extractors
+    take them; a conditional G gets labels drawn from `labels` (its own conditional path fails)."""
+    y = None
+    if getattr(G, "num_classes", 0):
+        y = torch.randint(G.num_classes, (len(z),), generator=labels, device=z.device)
+    x = to_uint8(G(z, y))  # rounded: a plain uint8 cast truncates and biases FID
+    return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
 
 
 def generate(G: nn.Module, n: int, batch_size: int = 64, seed: int = EVAL_SEED) -> Iterator:
@@ -318,11 +301,10 @@ def generate(G: nn.Module, n: int, batch_size: int = 64, seed: int = EVAL_SEED) 
     untouched); G stays in its mode, so call it in eval mode."""
     device = next(G.parameters()).device
     gen = torch.Generator(device=device).manual_seed(seed)
-    wrapped = Uint8Generator(G, gen)
     with torch.no_grad():
         for start in range(0, n, batch_size):
             z = torch.randn(min(batch_size, n - start), G.latent_dim, generator=gen, device=device)
-            yield wrapped(z)
+            yield uint8_images(G, z, gen)
 
 
 def extract(fe: nn.Module, batch: torch.Tensor) -> torch.Tensor:

@@ -128,7 +128,7 @@ def _project(z_in: int, c0: int, s0: int, bn: bool, act: nn.Module) -> nn.Module
 # -- baseline (seed 000): dense, UpSampling + 3x3 stride-1 convs with ReLU, Tanh, crop ------------
 
 
-def baseline_g(latent_dim, width, channels, image_size, upsample, z_in, **_):
+def baseline_g(width, channels, image_size, upsample, z_in, **_):
     n_up, s0 = plan(image_size)
     ch = [width * 2 ** (n_up - i) for i in range(n_up + 1)]  # e.g. 28px: 4w (7x7), 2w (14), w (28)
     body = []
@@ -152,7 +152,7 @@ def baseline_d(width, channels, dropout, **_):
 # -- modified (seed 000): deeper, transposed convs, BatchNorm + LeakyReLU; D deeper with noise ----
 
 
-def modified_g(latent_dim, width, channels, image_size, upsample, z_in, **_):
+def modified_g(width, channels, image_size, upsample, z_in, **_):
     n_up, s0 = plan(image_size)
     ch = [width * 2 ** (n_up - i) for i in range(n_up + 1)]
     body = []
@@ -187,7 +187,7 @@ def modified_d(width, channels, dropout, **_):
 # -- dcgan (seeds 002/004): dense + BN + LeakyReLU, transposed convs; D convs + LeakyReLU + dropout
 
 
-def dcgan_g(latent_dim, width, channels, image_size, upsample, z_in, **_):
+def dcgan_g(width, channels, image_size, upsample, z_in, **_):
     n_up, s0 = plan(image_size)
     c0 = width * 2**n_up  # 28px, w=64: 256 channels at 7x7, as in the TensorFlow DCGAN tutorial
     mode = "transposed" if upsample == "default" else upsample
@@ -287,7 +287,7 @@ class DBlock(nn.Module):
         return h + (F.avg_pool2d(s, 2) if self.down else s)
 
 
-def resnet_g(latent_dim, width, channels, image_size, upsample, z_in, num_classes=0, **_):
+def resnet_g(width, channels, image_size, upsample, z_in, num_classes=0, **_):
     if upsample not in ("default", "nearest"):
         raise GanError(
             f"config key 'upsample': arch resnet upsamples by nearest + conv; got {upsample!r}, "
@@ -356,7 +356,6 @@ def build_models(cfg: Config, num_classes: int = 0) -> tuple[Generator, Discrimi
     # (the resnet G takes labels in its conditional BatchNorms instead: no embedding on z)
     embed_dim = 0 if cfg.arch == "resnet" else min(n_cls, cfg.latent_dim)
     project, c0, s0, body = make_g(
-        latent_dim=cfg.latent_dim,
         width=cfg.width,
         channels=cfg.channels,
         image_size=cfg.image_size,

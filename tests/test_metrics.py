@@ -17,7 +17,7 @@ from gan import metrics
 from gan.config import GanError, make_config
 from gan.data import load_split, to_float
 from gan.io import cached
-from gan.metrics import Uint8Generator, frechet_distance, make_evaluator, reference
+from gan.metrics import frechet_distance, make_evaluator, reference, uint8_images
 
 
 def _reference_fd(mu1, s1, mu2, s2) -> float:
@@ -55,7 +55,7 @@ def test_frechet_closed_form_gaussians():
     assert rot == pytest.approx(expected)
 
 
-def test_uint8_generator_rounds_repeats_and_samples_labels():
+def test_uint8_images_round_repeat_and_sample_labels():
     class Const(nn.Module):
         latent_dim, num_classes = 4, 3
 
@@ -69,7 +69,7 @@ def test_uint8_generator_rounds_repeats_and_samples_labels():
             return torch.full((len(z), 1, 8, 8), 100.6 / 127.5 - 1.0)  # 100.6 in uint8 units
 
     G = Const()
-    x = Uint8Generator(G, torch.Generator().manual_seed(0))(torch.zeros(5, 4))
+    x = uint8_images(G, torch.zeros(5, 4), torch.Generator().manual_seed(0))
     assert x.dtype == torch.uint8 and x.shape == (5, 3, 8, 8)
     assert (x == 101).all()  # rounded: a plain cast would give 100
     assert G.seen is not None and G.seen.shape == (5,) and int(G.seen.max()) < 3
