@@ -1,15 +1,21 @@
-"""Checkpoints: plain dicts of state_dicts and data, written atomically, loaded weights-only."""
+"""Checkpoints: the TrainState of a run as a plain dict of state_dicts and data, written
+atomically, loaded weights-only; finding a run's checkpoints and its generator."""
 
 from __future__ import annotations
 
+import copy
 import logging
+import math
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import torch.nn as nn
 
-from gan.config import Config, GanError, make_config
+from gan.config import Config, GanError, make_config, to_dict
 from gan.io import atomic_save, copy_atomic, write_error  # noqa: F401  (ck.copy_atomic, ...)
+from gan.models import build_models
 
 log = logging.getLogger(__name__)
 
@@ -117,11 +123,99 @@ def config_of(state: dict) -> Config:
 
 def load_generator(target: str | Path, device: str | torch.device = "cpu", ema: bool = True):
     """(G in eval mode, its Config, the raw checkpoint) from a run dir or a .pt file."""
-    from gan.models import build_models
-
     state = load_checkpoint(find_checkpoint(target), map_location=device)
     cfg = config_of(state)
     G, _ = build_models(cfg, state.get("num_classes", 0))
     weights = state["G_ema"] if ema and state.get("G_ema") is not None else state["G"]
     G.load_state_dict(weights)
     return G.to(device).eval(), cfg, state
+
+
+# -- what a run saves and restores ---------------------------------------------------------------
+
+
+@dataclass
+class TrainState:
+    """Everything a run saves and restores (G, D, G_ema, optimisers, schedulers, epoch, step,
+    best metric, RNG): one state_dict / load_state_dict pair, so save and restore cannot drift."""
+
+    cfg: Config
+    device: torch.device
+    G: nn.Module
+    D: nn.Module
+    G_ema: nn.Module | None
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    sched_g: torch.optim.lr_scheduler.LRScheduler
+    sched_d: torch.optim.lr_scheduler.LRScheduler
+    num_classes: int = 0  # the dataset's classes, saved for a conditional G (0 otherwise)
+    class_names: list[str] = field(default_factory=list)
+    epoch: int = 0
+    step: int = 0  # G updates so far (the EMA ramp counts them)
+    best: float = math.inf  # the best value of cfg.metric so far
+
+    @classmethod
+    def build(
+        cls, cfg: Config, num_classes: int, class_names: list[str], device: torch.device
+    ) -> TrainState:
+        """Fresh G, D, G_ema, Adam optimisers and LR schedules for cfg, on `device`."""
+        G, D = build_models(cfg, num_classes)
+        G, D = G.to(device), D.to(device)
+        G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
+        G_ema = copy.deepcopy(G).eval().requires_grad_(False) if cfg.ema_decay > 0 else None
+        opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
+        opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
+        sched_g = torch.optim.lr_scheduler.ExponentialLR(opt_g, gamma=cfg.lr_decay)
+        sched_d = torch.optim.lr_scheduler.ExponentialLR(opt_d, gamma=cfg.lr_decay)
+        return cls(
+            cfg,
+            device,
+            G,
+            D,
+            G_ema,
+            opt_g,
+            opt_d,
+            sched_g,
+            sched_d,
+            num_classes=num_classes if cfg.conditional else 0,
+            class_names=list(class_names),
+        )
+
+    def state_dict(self) -> dict:
+        """The checkpoint: a plain dict of state_dicts and data (weights_only-loadable)."""
+        cuda = self.device.type == "cuda"
+        return {
+            "G": self.G.state_dict(),
+            "D": self.D.state_dict(),
+            "G_ema": self.G_ema.state_dict() if self.G_ema is not None else None,
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "sched_g": self.sched_g.state_dict(),
+            "sched_d": self.sched_d.state_dict(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "best_metric": self.best,
+            "config": to_dict(self.cfg),
+            "num_classes": self.num_classes,
+            "class_names": self.class_names,
+            "rng": {
+                "cpu": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state(self.device) if cuda else None,
+            },
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what state_dict saved, the global RNG included, for an exact resume."""
+        self.G.load_state_dict(state["G"])
+        self.D.load_state_dict(state["D"])
+        if self.G_ema is not None and state.get("G_ema") is not None:
+            self.G_ema.load_state_dict(state["G_ema"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.sched_g.load_state_dict(state["sched_g"])
+        self.sched_d.load_state_dict(state["sched_d"])
+        self.epoch, self.step = state["epoch"], state["step"]
+        self.best = state.get("best_metric", math.inf)
+        torch.set_rng_state(state["rng"]["cpu"])
+        if self.device.type == "cuda" and state["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)

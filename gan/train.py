@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import math
@@ -23,8 +22,9 @@ from gan.checkpoint import resolve_device
 from gan.config import Config, GanError, make_config, save_config, to_dict
 from gan.data import augment, load_split, to_float
 from gan.diffaug import diff_augment, parse_policy
+from gan.io import atomic_text
 from gan.losses import d_loss, g_loss, r1_penalty
-from gan.models import build_models, count_params
+from gan.models import count_params
 
 log = logging.getLogger(__name__)
 
@@ -231,9 +231,7 @@ def _truncate_log(path: Path, epoch: int) -> None:
     lines = path.read_text().splitlines()
     kept = [line for line in lines if line.strip() and _row_epoch(line) <= epoch]
     if len(kept) != len(lines):
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text("".join(line + "\n" for line in kept))
-        tmp.replace(path)
+        atomic_text("".join(line + "\n" for line in kept), path, "run log")
 
 
 def _row_epoch(line: str) -> float:
@@ -241,6 +239,240 @@ def _row_epoch(line: str) -> float:
         return json.loads(line).get("epoch", 0)
     except (ValueError, AttributeError):  # a torn last line from a crash: dropped
         return math.inf
+
+
+def train(cfg: Config, run_dir: str | Path, report: Report | None = None) -> dict:
+    """Train (or resume) a GAN in run_dir; report(metrics, checkpoint_dir) at each evaluation."""
+    # Build.
+    run_dir = make_run_dir(run_dir)
+    device = resolve_device(cfg.device)
+    resumed = ck.latest_good(run_dir)
+    if resumed:
+        check_resumable(make_config(resumed[1]["config"]), cfg, run_dir)
+    torch.manual_seed(cfg.seed)
+    data = training_data(cfg)
+    state = ck.TrainState.build(cfg, data.num_classes, data.class_names, device)
+    evaluator = None
+    if cfg.eval_every >= 0:  # built before training so that missing weights fail first
+        from gan.metrics import make_evaluator
+
+        evaluator = make_evaluator(cfg, device)
+    # written once data, models and weights are in place: a failed start leaves no run
+    write_run_config(cfg, run_dir)
+
+    # Resume.
+    if resumed:
+        state.load_state_dict(resumed[1])
+        log.info("resumed %s at epoch %d", resumed[0], state.epoch)
+    _truncate_log(run_dir / "log.jsonl", state.epoch)  # epoch 0: a fresh start, no rows kept
+    if state.epoch >= cfg.epochs:
+        log.info(
+            "%s already trained to epoch %d (epochs=%d); raise epochs to go on",
+            run_dir,
+            state.epoch,
+            cfg.epochs,
+        )
+        return _result("completed", state, run_dir)
+    z_fixed, y_fixed = fixed_noise(cfg, state.G.num_classes, device)
+    real = data.images.to(device)
+    labels = data.labels.to(device) if data.labels is not None else None
+    G_run, D_run = _maybe_compile(state.G, cfg.compile), _maybe_compile(state.D, cfg.compile)
+    nets = (G_run, D_run, state.G_ema, state.opt_g, state.opt_d)  # what train_epoch updates
+    writer = SummaryWriter(str(run_dir))
+    if not resumed:
+        log_start(cfg, len(data), state, writer)
+    status = "completed"
+    try:
+        while state.epoch < cfg.epochs:
+            # Train one epoch.
+            state.epoch += 1
+            epoch, t0, c0 = state.epoch, time.perf_counter(), time.process_time()
+            progress = Progress(epoch, cfg.epochs)
+            sums, n_img, state.step = train_epoch(*nets, real, labels, cfg, state.step, progress)
+            stats = dict(zip(STATS, sums.tolist(), strict=True))  # the epoch's one host sync
+            row = epoch_row(state, stats, n_img, t0, c0, data.skipped)
+            if divergence(stats) is not None:
+                status = "diverged"
+                stop_diverged(row, stats, cfg, run_dir, report)
+                break
+            state.sched_g.step()
+            state.sched_d.step()
+            log_epoch(row, cfg, run_dir, writer)
+
+            # Sample and evaluate G_ema.
+            last = epoch == cfg.epochs
+            G_show = state.G_ema if state.G_ema is not None else state.G
+            if last or every(epoch, cfg.sample_every):
+                save_samples(sample_grid(G_show, z_fixed, y_fixed), epoch, run_dir, writer)
+            evaluate = evaluator is not None and (last or every(epoch, cfg.eval_every))
+            metrics, is_best = None, False
+            if evaluate:
+                scores = evaluator.evaluate(G_show)
+                is_best = scores[cfg.metric] < state.best
+                state.best = min(state.best, scores[cfg.metric])
+                metrics = {"epoch": epoch, **stats, **scores, "diverged": False}
+                log_eval(metrics, run_dir, writer)
+
+            # Checkpoint, report.
+            if last or evaluate or every(epoch, cfg.checkpoint_every):
+                path = ck.save_checkpoint(state.state_dict(), ck.checkpoint_path(run_dir, epoch))
+                ck.prune(run_dir, cfg.keep_checkpoints)
+                if is_best:
+                    ck.copy_atomic(path, run_dir / "checkpoints" / "best.pt")
+                if metrics is not None and report is not None:
+                    report_with_checkpoint(report, metrics, path)
+    finally:
+        writer.close()
+    return _result(status, state, run_dir)
+
+
+# -- the steps of train(), in the order it calls them -------------------------------------------
+
+
+def make_run_dir(run_dir: str | Path) -> Path:
+    """Create the run directory, or one GanError naming it (read-only, a file in the way)."""
+    run_dir = Path(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ck.write_error(run_dir, e, "run directory") from None
+    return run_dir
+
+
+def training_data(cfg: Config):
+    """The prepared train split; GanError if it holds less than one batch."""
+    data = load_split(cfg, "train")
+    if data.skipped:  # said on every run, not only when the data is first prepared
+        log.warning("%d unreadable image file(s) in %s are left out", data.skipped, cfg.data_path)
+    if len(data) < cfg.batch_size:
+        raise GanError(
+            f"dataset has {len(data)} images, fewer than one batch (batch_size="
+            f"{cfg.batch_size}); lower batch_size or add images"
+        )
+    return data
+
+
+def write_run_config(cfg: Config, run_dir: Path) -> None:
+    """config.yaml of the run: what `gan train --out DIR` resumes from."""
+    try:
+        save_config(cfg, run_dir / "config.yaml")
+    except OSError as e:
+        raise ck.write_error(run_dir / "config.yaml", e, "run config") from None
+
+
+def fixed_noise(cfg: Config, n_cls: int, device: torch.device):
+    """The 64 (z, y) of every sample grid, from their own generator: the training RNG is
+    untouched."""
+    gen = torch.Generator().manual_seed(cfg.seed)
+    z = torch.randn(64, cfg.latent_dim, generator=gen).to(device)
+    return z, (torch.arange(64) % n_cls).to(device) if n_cls else None
+
+
+def log_start(cfg: Config, n_images: int, state: ck.TrainState, writer: SummaryWriter) -> None:
+    """What a new run trains, on the console and in TensorBoard."""
+    log.info(
+        "%s: %d images, G %d params, D %d params, device %s",
+        cfg.arch,
+        n_images,
+        count_params(state.G),
+        count_params(state.D),
+        state.device,
+    )
+    writer.add_text("config", "\n".join(f"    {k}: {v}" for k, v in to_dict(cfg).items()))
+
+
+def every(epoch: int, period: int) -> bool:
+    """Whether `epoch` is one of every `period` epochs (period 0 or less: never)."""
+    return period > 0 and epoch % period == 0
+
+
+def epoch_row(
+    state: ck.TrainState, stats: dict, n_img: int, t0: float, c0: float, skipped: int
+) -> dict:
+    """The epoch's log.jsonl row."""
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {
+        "kind": "epoch",
+        "epoch": state.epoch,
+        **stats,
+        "lr_g": state.opt_g.param_groups[0]["lr"],
+        "lr_d": state.opt_d.param_groups[0]["lr"],
+        "img_per_s": n_img / dt,
+        "seconds": dt,
+        "cpu_seconds": cpu,  # every thread of this process: steadier than wall time
+        "skipped_files": skipped,  # unreadable images left out of the dataset
+    }
+
+
+def stop_diverged(row: dict, stats: dict, cfg: Config, run_dir: Path, report) -> None:
+    """Log and report a diverged epoch; train() then stops, keeping the last good checkpoint."""
+    log.error(
+        "epoch %d: loss is %s (d_loss=%s g_loss=%s); the run diverged; lower the "
+        "learning rates or try loss=hinge",
+        row["epoch"],
+        divergence(stats),
+        stats["d_loss"],
+        stats["g_loss"],
+    )
+    _write_json(run_dir / "log.jsonl", {**row, "diverged": True})
+    if report is not None:
+        report({"epoch": row["epoch"], **stats, cfg.metric: math.inf, "diverged": True}, None)
+
+
+def log_epoch(row: dict, cfg: Config, run_dir: Path, writer: SummaryWriter) -> None:
+    """The epoch's row to log.jsonl, TensorBoard and the console."""
+    _write_json(run_dir / "log.jsonl", row)
+    for k, v in row.items():
+        if k not in ("kind", "epoch"):
+            writer.add_scalar(f"train/{k}", v, row["epoch"])
+    log.info(
+        "epoch %d/%d d_loss %.4f g_loss %.4f D(x) %.3f D(G(z)) %.3f %.0f img/s",
+        row["epoch"],
+        cfg.epochs,
+        row["d_loss"],
+        row["g_loss"],
+        row["d_real"],
+        row["d_fake"],
+        row["img_per_s"],
+    )
+
+
+def save_samples(grid: torch.Tensor, epoch: int, run_dir: Path, writer: SummaryWriter) -> None:
+    """samples/epoch_NNNN.png and the TensorBoard image of a sample grid."""
+    (run_dir / "samples").mkdir(exist_ok=True)
+    save_image(grid, run_dir / "samples" / f"epoch_{epoch:04d}.png")
+    writer.add_image("samples", grid, epoch)
+
+
+def log_eval(metrics: dict, run_dir: Path, writer: SummaryWriter) -> None:
+    """An evaluation's scores to log.jsonl, TensorBoard and the console."""
+    epoch = metrics["epoch"]
+    _write_json(run_dir / "log.jsonl", {"kind": "eval", **metrics})
+    for k, v in metrics.items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "epoch":
+            writer.add_scalar(f"eval/{k}", v, epoch)
+    shown = (
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+        for k, v in metrics.items()
+        if k not in STATS
+    )
+    log.info("epoch %d: %s", epoch, ", ".join(shown))
+
+
+def report_with_checkpoint(report: Report, metrics: dict, path: Path) -> None:
+    """report(metrics, a fresh temp dir holding a copy of the checkpoint), as Ray Tune wants."""
+    with tempfile.TemporaryDirectory(prefix="gan-ckpt-") as tmp:
+        shutil.copyfile(path, Path(tmp) / "checkpoint.pt")
+        report(metrics, tmp)
+
+
+def _result(status: str, state: ck.TrainState, run_dir: Path) -> dict:
+    return {
+        "status": status,
+        "epoch": state.epoch,
+        "best_metric": state.best,
+        "run_dir": str(run_dir),
+    }
 
 
 def _maybe_compile(m: nn.Module, enabled: bool) -> nn.Module:
@@ -251,212 +483,3 @@ def _maybe_compile(m: nn.Module, enabled: bool) -> nn.Module:
     except Exception as e:  # noqa: BLE001  (backend problems vary by platform)
         log.warning("torch.compile unavailable (%s); running eager", e)
         return m
-
-
-def train(cfg: Config, run_dir: str | Path, report: Report | None = None) -> dict:
-    """Train (or resume) a GAN in run_dir; report(metrics, checkpoint_dir) at each evaluation."""
-    run_dir = Path(run_dir)
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:  # read-only, a file in the way, no permission
-        raise ck.write_error(run_dir, e, "run directory") from None
-    device = resolve_device(cfg.device)
-    resumed = ck.latest_good(run_dir)
-    if resumed:
-        check_resumable(make_config(resumed[1]["config"]), cfg, run_dir)
-    torch.manual_seed(cfg.seed)
-
-    data = load_split(cfg, "train")
-    if data.skipped:  # said on every run, not only when the data is first prepared
-        log.warning("%d unreadable image file(s) in %s are left out", data.skipped, cfg.data_path)
-    if len(data) < cfg.batch_size:
-        raise GanError(
-            f"dataset has {len(data)} images, fewer than one batch (batch_size="
-            f"{cfg.batch_size}); lower batch_size or add images"
-        )
-    G, D = build_models(cfg, data.num_classes)
-    G, D = G.to(device), D.to(device)
-    G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
-    G_ema = copy.deepcopy(G).eval().requires_grad_(False) if cfg.ema_decay > 0 else None
-    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
-    sched_g = torch.optim.lr_scheduler.ExponentialLR(opt_g, gamma=cfg.lr_decay)
-    sched_d = torch.optim.lr_scheduler.ExponentialLR(opt_d, gamma=cfg.lr_decay)
-
-    evaluator = None
-    if cfg.eval_every >= 0:  # built before training so that missing weights fail first
-        from gan.metrics import make_evaluator
-
-        evaluator = make_evaluator(cfg, device)
-    try:  # written once data, models and weights are in place: a failed start leaves no run
-        save_config(cfg, run_dir / "config.yaml")
-    except OSError as e:
-        raise ck.write_error(run_dir / "config.yaml", e, "run config") from None
-
-    epoch, step, best = 0, 0, math.inf
-    if resumed:
-        path, state = resumed
-        G.load_state_dict(state["G"])
-        D.load_state_dict(state["D"])
-        if G_ema is not None and state.get("G_ema") is not None:
-            G_ema.load_state_dict(state["G_ema"])
-        opt_g.load_state_dict(state["opt_g"])
-        opt_d.load_state_dict(state["opt_d"])
-        sched_g.load_state_dict(state["sched_g"])
-        sched_d.load_state_dict(state["sched_d"])
-        epoch, step = state["epoch"], state["step"]
-        best = state.get("best_metric", math.inf)
-        torch.set_rng_state(state["rng"]["cpu"])
-        if device.type == "cuda" and state["rng"].get("cuda") is not None:
-            torch.cuda.set_rng_state(state["rng"]["cuda"], device)
-        log.info("resumed %s at epoch %d", path, epoch)
-    _truncate_log(run_dir / "log.jsonl", epoch)  # epoch 0: a fresh start, no rows kept
-    if epoch >= cfg.epochs:
-        log.info(
-            "%s already trained to epoch %d (epochs=%d); raise epochs to go on",
-            run_dir,
-            epoch,
-            cfg.epochs,
-        )
-        return {"status": "completed", "epoch": epoch, "best_metric": best, "run_dir": str(run_dir)}
-
-    # fixed noise for sample grids, from its own generator so the training stream is untouched
-    gen = torch.Generator().manual_seed(cfg.seed)
-    z_fixed = torch.randn(64, cfg.latent_dim, generator=gen).to(device)
-    n_cls = G.num_classes
-    y_fixed = (torch.arange(64) % n_cls).to(device) if n_cls else None
-    real = data.images.to(device)
-    labels = data.labels.to(device) if data.labels is not None else None
-    G_run, D_run = _maybe_compile(G, cfg.compile), _maybe_compile(D, cfg.compile)
-    writer = SummaryWriter(str(run_dir))
-    if not resumed:
-        log.info(
-            "%s: %d images, G %d params, D %d params, device %s",
-            cfg.arch,
-            len(data),
-            count_params(G),
-            count_params(D),
-            device,
-        )
-        writer.add_text("config", "\n".join(f"    {k}: {v}" for k, v in to_dict(cfg).items()))
-    status = "completed"
-    try:
-        while epoch < cfg.epochs:
-            epoch += 1
-            t0, c0 = time.perf_counter(), time.process_time()
-            sums, n_img, step = train_epoch(
-                G_run,
-                D_run,
-                G_ema,
-                opt_g,
-                opt_d,
-                real,
-                labels,
-                cfg,
-                step,
-                Progress(epoch, cfg.epochs),
-            )
-            stats = dict(zip(STATS, sums.tolist(), strict=True))  # the epoch's one host sync
-            dt, cpu = time.perf_counter() - t0, time.process_time() - c0
-            row = {
-                "kind": "epoch",
-                "epoch": epoch,
-                **stats,
-                "lr_g": opt_g.param_groups[0]["lr"],
-                "lr_d": opt_d.param_groups[0]["lr"],
-                "img_per_s": n_img / dt,
-                "seconds": dt,
-                "cpu_seconds": cpu,  # every thread of this process: steadier than wall time
-                "skipped_files": data.skipped,  # unreadable images left out of the dataset
-            }
-            why = divergence(stats)
-            if why is not None:
-                status = "diverged"
-                log.error(
-                    "epoch %d: loss is %s (d_loss=%s g_loss=%s); the run diverged; lower the "
-                    "learning rates or try loss=hinge",
-                    epoch,
-                    why,
-                    stats["d_loss"],
-                    stats["g_loss"],
-                )
-                _write_json(run_dir / "log.jsonl", {**row, "diverged": True})
-                if report is not None:
-                    report({"epoch": epoch, **stats, cfg.metric: math.inf, "diverged": True}, None)
-                break
-            sched_g.step()
-            sched_d.step()
-            _write_json(run_dir / "log.jsonl", row)
-            for k, v in row.items():
-                if k not in ("kind", "epoch"):
-                    writer.add_scalar(f"train/{k}", v, epoch)
-            log.info(
-                "epoch %d/%d d_loss %.4f g_loss %.4f D(x) %.3f D(G(z)) %.3f %.0f img/s",
-                epoch,
-                cfg.epochs,
-                stats["d_loss"],
-                stats["g_loss"],
-                stats["d_real"],
-                stats["d_fake"],
-                row["img_per_s"],
-            )
-            last = epoch == cfg.epochs
-            G_show = G_ema if G_ema is not None else G
-            if last or (cfg.sample_every and epoch % cfg.sample_every == 0):
-                grid = sample_grid(G_show, z_fixed, y_fixed)
-                (run_dir / "samples").mkdir(exist_ok=True)
-                save_image(grid, run_dir / "samples" / f"epoch_{epoch:04d}.png")
-                writer.add_image("samples", grid, epoch)
-            evaluate = evaluator is not None and (
-                last or (cfg.eval_every > 0 and epoch % cfg.eval_every == 0)
-            )
-            metrics = evaluator.evaluate(G_show) if evaluate else None
-            if metrics is not None:
-                value = metrics[cfg.metric]
-                is_best = value < best
-                best = min(best, value)
-                metrics = {"epoch": epoch, **stats, **metrics, "diverged": False}
-                _write_json(run_dir / "log.jsonl", {"kind": "eval", **metrics})
-                for k, v in metrics.items():
-                    if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "epoch":
-                        writer.add_scalar(f"eval/{k}", v, epoch)
-                log.info(
-                    "epoch %d: %s",
-                    epoch,
-                    ", ".join(
-                        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                        for k, v in metrics.items()
-                        if k not in STATS
-                    ),
-                )
-            if last or evaluate or (cfg.checkpoint_every and epoch % cfg.checkpoint_every == 0):
-                state = {
-                    "G": G.state_dict(),
-                    "D": D.state_dict(),
-                    "G_ema": G_ema.state_dict() if G_ema is not None else None,
-                    "opt_g": opt_g.state_dict(),
-                    "opt_d": opt_d.state_dict(),
-                    "sched_g": sched_g.state_dict(),
-                    "sched_d": sched_d.state_dict(),
-                    "epoch": epoch,
-                    "step": step,
-                    "best_metric": best,
-                    "config": to_dict(cfg),
-                    "num_classes": data.num_classes if cfg.conditional else 0,
-                    "class_names": data.class_names,
-                    "rng": {
-                        "cpu": torch.get_rng_state(),
-                        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-                    },
-                }
-                path = ck.save_checkpoint(state, ck.checkpoint_path(run_dir, epoch))
-                ck.prune(run_dir, cfg.keep_checkpoints)
-                if metrics is not None and is_best:
-                    ck.copy_atomic(path, run_dir / "checkpoints" / "best.pt")
-                if metrics is not None and report is not None:
-                    with tempfile.TemporaryDirectory(prefix="gan-ckpt-") as tmp:
-                        shutil.copyfile(path, Path(tmp) / "checkpoint.pt")
-                        report(metrics, tmp)
-    finally:
-        writer.close()
-    return {"status": status, "epoch": epoch, "best_metric": best, "run_dir": str(run_dir)}

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from gan import train as train_mod
-from gan.checkpoint import load_checkpoint, numbered
+from gan.checkpoint import TrainState, load_checkpoint, numbered
 from gan.config import GanError
 from gan.models import build_models
 from gan.train import g_step, train
@@ -170,3 +170,25 @@ def test_divergence_is_reported_and_stops(tmp_path, tiny, monkeypatch):
 def test_fewer_images_than_a_batch(tmp_path, tiny):
     with pytest.raises(GanError, match="fewer than one batch"):
         train(tiny(limit=20, batch_size=32), tmp_path / "run")
+
+
+def test_train_state_round_trips_with_the_checkpoint_keys(tiny):
+    cfg = tiny(arch="modified", lr_decay=0.9)
+    torch.manual_seed(0)
+    a = TrainState.build(cfg, 10, [str(i) for i in range(10)], torch.device("cpu"))
+    a.epoch, a.step, a.best = 3, 24, 1.5
+    saved = a.state_dict()
+    # the keys of every checkpoint written so far: older runs must stay loadable
+    old = {"G", "D", "G_ema", "opt_g", "opt_d", "sched_g", "sched_d", "epoch", "step"}
+    old |= {"best_metric", "config", "num_classes", "class_names", "rng"}
+    assert set(saved) == old and saved["num_classes"] == 0  # unconditional: no classes saved
+    torch.manual_seed(1)  # other weights, another RNG position
+    b = TrainState.build(cfg, 10, [], torch.device("cpu"))
+    torch.rand(3)
+    b.load_state_dict(saved)
+    again = b.state_dict()
+    for part in ("G", "D", "G_ema"):
+        assert all(torch.equal(saved[part][k], v) for k, v in again[part].items())
+    assert (b.epoch, b.step, b.best) == (3, 24, 1.5)
+    assert torch.equal(again["rng"]["cpu"], saved["rng"]["cpu"])
+    assert again["sched_g"] == saved["sched_g"]
