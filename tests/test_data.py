@@ -1,12 +1,14 @@
 """Data: real Fashion-MNIST, folders, ZIPs, conversions, bad files and augmentation."""
 
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from gan import data as data_module
 from gan.config import GanError
 from gan.data import augment, load_split, pil_to_array, to_float, to_uint8
 
@@ -43,12 +45,20 @@ def test_classes_channels_and_size(tiny):
         load_split(tiny(classes=(12,)), "train")
 
 
-def test_prepared_cache_is_reused(tiny):
+def test_prepared_cache_is_reused(tiny, monkeypatch):
     cfg = tiny(limit=100)
     first = load_split(cfg, "train")
-    cached = list((tmp := __import__("pathlib").Path(cfg.data_dir) / "prepared").glob("*.pt"))
-    assert len(cached) == 1 and tmp.is_dir()
-    assert torch.equal(load_split(cfg, "train").images, first.images)
+    assert len(list((Path(cfg.data_dir) / "prepared").glob("*.pt"))) == 1
+
+    def prepare_again(*args):
+        raise AssertionError("the split was prepared again, not read from its cache")
+
+    monkeypatch.setattr(data_module, "_prepare", prepare_again)
+    again = load_split(cfg, "train")  # from the cache: _prepare is not called
+    assert torch.equal(again.images, first.images) and torch.equal(again.labels, first.labels)
+    assert (again.class_names, again.skipped) == (first.class_names, first.skipped)
+    with pytest.raises(AssertionError, match="prepared again"):  # other options, other entry
+        load_split(tiny(limit=50), "train")
 
 
 def test_folder_with_classes_and_holdout(tmp_path, tiny):

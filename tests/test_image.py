@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 import importlib.metadata
 import json
 import os
@@ -130,7 +129,7 @@ def test_installed_versions_are_the_pins():
         try:
             installed = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
-            continue
+            installed = "not installed"
         if installed.split("+")[0] != version:  # torch reports 2.15.0+cu132
             wrong[name] = (installed, version)
     assert not wrong, f"installed vs constraints.txt: {wrong}; reinstall with -c constraints.txt"
@@ -191,18 +190,71 @@ def test_volumes_are_made_by_the_image_user():
 # -- build context and lint -----------------------------------------------------------------------
 
 
-def dockerignored(path: str) -> bool:
-    """Docker's rule for a top-level path: the last matching pattern wins, `!` re-includes."""
+def _docker_regex(pattern: str) -> re.Pattern:
+    """A .dockerignore pattern as Docker's matcher (moby/patternmatcher) reads it: `*` and `?`
+    stop at `/`, `**` crosses directories, `**/` also matches no directory at all."""
+    out, i = "", 0
+    while i < len(pattern):
+        c = pattern[i]
+        if pattern.startswith("**/", i):
+            out, i = out + "(.*/)?", i + 3
+            continue
+        if pattern.startswith("**", i):
+            out, i = out + ".*", i + 2
+            continue
+        if c == "[" and "]" in pattern[i:]:  # a character class, [^...] negated, as in Go
+            end = pattern.index("]", i)
+            out, i = out + pattern[i : end + 1], end + 1
+            continue
+        out += {"*": "[^/]*", "?": "[^/]"}.get(c, re.escape(c))
+        i += 1
+    return re.compile(out + "$")
+
+
+def docker_ignores(lines: list[str], path: str) -> bool:
+    """Docker's rule: a path is out if the last pattern matching it, or one of its parent
+    directories, is not a `!` exception (patterns cleaned, a leading / dropped)."""
     ignored = False
-    for line in (ROOT / ".dockerignore").read_text().splitlines():
+    parts = path.split("/")
+    parents = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    for line in lines:
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         negate = line.startswith("!")
-        pattern = line.lstrip("!").rstrip("/")
-        if fnmatch.fnmatch(path, pattern):
+        pattern = os.path.normpath(line.removeprefix("!").strip()).lstrip("/")
+        if any(_docker_regex(pattern).match(p) for p in parents):
             ignored = not negate
     return ignored
+
+
+def dockerignored(path: str) -> bool:
+    """Whether the repository's .dockerignore leaves `path` out of the build context."""
+    return docker_ignores((ROOT / ".dockerignore").read_text().splitlines(), path)
+
+
+@pytest.mark.parametrize(
+    ("patterns", "path", "ignored"),
+    [  # the examples of Docker's .dockerignore reference
+        (["*/temp*"], "somedir/temporary.txt", True),
+        (["*/temp*"], "somedir/temp/x", True),
+        (["*/temp*"], "temporary.txt", False),
+        (["*/*/temp*"], "somedir/subdir/temporary.txt", True),
+        (["temp?"], "tempa", True),
+        (["temp?"], "tempab", False),
+        (["temp[ab]"], "tempb", True),
+        (["temp[^ab]"], "tempb", False),
+        (["**/*.go"], "main.go", True),
+        (["**/*.go"], "a/b/c.go", True),
+        (["*.md", "!README*.md", "README-secret.md"], "README-secret.md", True),
+        (["*.md", "!README*.md", "README-secret.md"], "README.md", False),
+        (["*.md", "!README*.md", "README-secret.md"], "other.md", True),
+        (["*", "!gan/"], "gan/models.py", False),
+        (["*", "!gan/", "**/__pycache__"], "gan/__pycache__/x.pyc", True),
+    ],
+)
+def test_the_matcher_follows_docker_s_rules(patterns, path, ignored):
+    assert docker_ignores(patterns, path) is ignored
 
 
 @pytest.mark.parametrize("path", [".venv", ".git", "data", "results", "runs", "tests", ".ci"])
@@ -216,6 +268,13 @@ def test_context_keeps_what_the_image_copies():
         *sources, _dest = [w for w in shlex.split(args) if not w.startswith("--")]
         needed += [s for s in sources if s != "."]
     assert not [p for p in needed if dockerignored(p)]
+    # every source file of the package and the jobs, presets included, reaches the image
+    folders = ("gan", "jobs", "tune_configs", "tests")
+    files = [p.relative_to(ROOT).as_posix() for d in folders for p in (ROOT / d).rglob("*")]
+    source = [p for p in files if not p.startswith("tests/") and "__pycache__" not in p]
+    source = [p for p in source if (ROOT / p).is_file() and not p.endswith((".pt", ".pth"))]
+    assert "gan/presets/fmnist.yaml" in source and not [p for p in source if dockerignored(p)]
+    assert all(dockerignored(p) for p in files if p.startswith("tests/"))
 
 
 def test_hadolint_passes():
