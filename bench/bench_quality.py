@@ -33,6 +33,15 @@ SCORES = ("fd_domain", "class_coverage_min", "class_entropy", "diversity")
 PRESETS = ("fmnist", "fmnist-long", "seed001-v1", "seed001-v2", "seed002-dcgan")
 
 
+def parse_sets(items: list[str]) -> dict[str, list[str]]:
+    """['rn:width=16', 'rn:batch_size=32'] -> {'rn': ['width=16', 'batch_size=32']}."""
+    extra: dict[str, list[str]] = {}
+    for item in items:
+        label, kv = item.split(":", 1)
+        extra.setdefault(label, []).append(kv)
+    return extra
+
+
 def recipe_overrides(name: str, extra: dict[str, list[str]]) -> tuple[str, list[str]]:
     """(preset, overrides) of a recipe name: a preset, or 'label=preset' with --set values."""
     preset = name.split("=", 1)[-1]
@@ -101,11 +110,11 @@ def run_gan(
     cfg = load_config(
         preset=preset,
         overrides=[
+            f"epochs={epochs}",  # a recipe's own epochs=N (a short screening curve) wins
             *overrides,
             f"name={label}",
             "limit=0",  # the full training split, whatever the preset's own subset
             "dataset=fashion_mnist",
-            f"epochs={epochs}",
             "eval_every=1",
             "sample_every=1",
             "checkpoint_every=1",
@@ -116,11 +125,7 @@ def run_gan(
             *PROTOCOL,
         ],
     )
-    # a recipe's folder is keyed by its resolved config less its name and epochs (which a
-    # resume may change): a changed recipe trains anew, a renamed or extended one goes on
-    values = {k: v for k, v in to_dict(cfg).items() if k not in ("name", "epochs")}
-    digest = hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:8]
-    run_dir = work / f"recipe-{digest}"
+    run_dir = work / f"recipe-{recipe_key(cfg)}"
     train(cfg, run_dir)
     by_epoch: dict[int, dict] = {}
     evals: dict[int, dict] = {}
@@ -128,7 +133,7 @@ def run_gan(
         row = json.loads(line)
         (by_epoch if row["kind"] == "epoch" else evals)[row["epoch"]] = row  # the last one wins
     rows, wall, cpu = [], 0.0, 0.0
-    for e in range(1, epochs + 1):
+    for e in range(1, cfg.epochs + 1):
         wall += by_epoch[e]["seconds"]
         cpu += by_epoch[e]["cpu_seconds"]
         rows.append(
@@ -142,6 +147,19 @@ def run_gan(
             }
         )
     return rows, to_dict(cfg)
+
+
+def recipe_key(cfg) -> str:
+    """A recipe's folder name: a hash of the config values that differ from the defaults, less
+    name and epochs (which a resume may change). A changed recipe trains anew; a renamed or
+    extended one, or one whose config gained a key at its default, goes on."""
+    from gan.config import Config, to_dict
+
+    default = to_dict(Config())
+    values = {
+        k: v for k, v in to_dict(cfg).items() if k not in ("name", "epochs") and v != default[k]
+    }
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:8]
 
 
 def _print_row(label: str, r: dict) -> None:
@@ -225,12 +243,13 @@ def main() -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default="")
     args = p.parse_args()
-    extra: dict[str, list[str]] = {}
-    for item in args.set:
-        label, kv = item.split(":", 1)
-        extra.setdefault(label, []).append(kv)
     res = bench_quality(
-        args.recipes.split(","), args.epochs, Path(args.work), args.data_dir, args.device, extra
+        args.recipes.split(","),
+        args.epochs,
+        Path(args.work),
+        args.data_dir,
+        args.device,
+        parse_sets(args.set),
     )
     text = json.dumps(res, indent=2)
     if args.out:

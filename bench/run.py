@@ -119,7 +119,14 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="small counts: a smoke run of every row")
     p.add_argument("--only", default="train,fid,packing,asha,growth,quality")
-    p.add_argument("--recipes", default="", help="quality: comma-separated presets")
+    p.add_argument("--recipes", default="", help="quality: comma-separated presets (or L=preset)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="L:KEY=VALUE",
+        help="quality: a config value of recipe L (a screening variant of a preset)",
+    )
     p.add_argument("--data-dir", default=str(ROOT / "data"))
     args = p.parse_args()
     only = set(args.only.split(","))
@@ -181,7 +188,7 @@ def main() -> int:
                 flush=True,
             )
     if "quality" in only:
-        from bench_quality import PRESETS, bench_quality
+        from bench_quality import PRESETS, bench_quality, parse_sets
 
         # CPU: epochs 1-5 (--quick 1-2); GPU: 1-30. Checkpoints under runs/bench-quality/ let an
         # interrupted bench resume; the same seed on the CPU gives the same curve on a rerun.
@@ -194,6 +201,7 @@ def main() -> int:
             ROOT / "runs" / "bench-quality",
             args.data_dir,
             "cuda" if gpu else "cpu",
+            parse_sets(args.set),
         )
 
     RESULTS.mkdir(parents=True, exist_ok=True)

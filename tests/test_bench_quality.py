@@ -7,7 +7,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
-from bench_quality import ratios  # noqa: E402
+from bench_quality import ratios, recipe_key  # noqa: E402
+
+from gan.config import make_config  # noqa: E402
 
 
 def _curve(fds, seconds):
@@ -33,3 +35,10 @@ def test_ratios_without_a_reference_epoch_are_none():
     out = ratios(_curve([10.0, 5.0], [10.0, 20.0]), _curve([50.0], [100.0]))
     assert out[0]["vs_ref_at_epoch"] == 0.2 and out[1]["vs_ref_at_epoch"] is None
     assert out[0]["vs_ref_at_seconds"] is None  # before the reference's first point
+
+
+def test_recipe_key_ignores_name_epochs_and_defaults():
+    base = recipe_key(make_config({}))
+    assert recipe_key(make_config({"name": "x", "epochs": 3})) == base  # renamed, extended
+    assert recipe_key(make_config({"lr_g": 2.0e-4})) == base  # a default spelled out
+    assert recipe_key(make_config({"lr_g": 1.0e-4})) != base  # another recipe
