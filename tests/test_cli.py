@@ -1,19 +1,26 @@
-"""The gan command: user errors are one line and a non-zero exit; a preset run writes outputs."""
+"""The gan command: user errors are one line and a non-zero exit; a preset run writes outputs.
 
+In-process through gan.cli.main (a subprocess costs seconds of imports); one smoke test runs the
+installed console script."""
+
+import logging
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from gan.cli import main
 
-def gan(*args, cwd=None):
-    return subprocess.run(
-        [sys.executable, "-m", "gan.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=300,
-    )
+
+def one_error_line(capsys) -> str:
+    """The single `gan: error:` line on stderr (and no traceback)."""
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("gan: error:")]
+    assert len(errors) == 1, err
+    return errors[0]
 
 
 @pytest.mark.parametrize(
@@ -27,15 +34,45 @@ def gan(*args, cwd=None):
         (["evaluate", "/no/such/run"], "/no/such/run"),
     ],
 )
-def test_user_errors_are_one_clear_line(args, named, tmp_path):
-    r = gan(*args, cwd=tmp_path)
-    assert r.returncode == 2, r.stderr
-    assert "Traceback" not in r.stderr
-    errors = [line for line in r.stderr.splitlines() if line.startswith("gan: error:")]
-    assert len(errors) == 1 and named in errors[0]
+def test_user_errors_are_one_clear_line(args, named, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    assert named in one_error_line(capsys)
 
 
-def test_train_preset_then_rerun_resumes(tmp_path, fmnist_dir):
+@pytest.mark.parametrize("command", ["train", "evaluate", "generate", "serve"])
+def test_every_subcommand_has_help(command, capsys):
+    with pytest.raises(SystemExit) as done:
+        main([command, "--help"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: gan {command}")
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [([], "the following arguments are required"), (["trian"], "invalid choice: 'trian'")],
+)
+def test_usage_errors_exit_2(args, named, capsys):
+    with pytest.raises(SystemExit) as done:
+        main(args)
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: gan") and named in err
+
+
+def test_console_script_answers_at_once(tmp_path):
+    # the installed `gan` script itself: a config error is one line, exit 2, and no torch import
+    gan = shutil.which("gan", path=str(Path(sys.executable).parent))
+    assert gan, "the gan console script is not installed: make install"
+    done = subprocess.run(
+        [gan, "train", "--set", "colour=red"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("gan: error: unknown config key(s) colour;")
+    assert len(done.stderr.splitlines()) == 1
+
+
+def test_train_preset_then_rerun_resumes(tmp_path, fmnist_dir, capsys, caplog):
     common = [
         "--set",
         "limit=256",
@@ -45,13 +82,13 @@ def test_train_preset_then_rerun_resumes(tmp_path, fmnist_dir):
         "device=cpu",
         f"data_dir={tmp_path / 'data'}",
     ]
-    r = gan("train", "--preset", "fmnist", *common, "epochs=1", "--out", str(tmp_path / "run"))
-    assert r.returncode == 0, r.stderr
-    assert "done: epoch 1" in r.stdout
+    run = str(tmp_path / "run")
+    assert main(["train", "--preset", "fmnist", *common, "epochs=1", "--out", run]) == 0
+    assert "done: epoch 1" in capsys.readouterr().out
     # rerun on the same directory with more epochs: it resumes from its own saved config
-    r = gan("train", "--out", str(tmp_path / "run"), "--set", "epochs=2")
-    assert r.returncode == 0, r.stderr
-    assert "resumed" in r.stderr and "done: epoch 2" in r.stdout
+    with caplog.at_level(logging.INFO):
+        assert main(["train", "--out", run, "--set", "epochs=2"]) == 0
+    assert "resumed" in caplog.text and "done: epoch 2" in capsys.readouterr().out
 
 
 def test_help_and_config_errors_import_no_torch():
