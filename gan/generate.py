@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from tqdm import tqdm
 
 from gan.checkpoint import find_checkpoint, load_generator, resolve_device
 from gan.classifier import predict
@@ -179,12 +180,6 @@ class ZipSink:
             self.tmp.unlink(missing_ok=True)
 
 
-def _progress(done: int, n: int) -> None:
-    if sys.stderr.isatty():  # a progress line on a terminal only; logs and pipes stay clean
-        end = "\n" if done == n else ""
-        print(f"\rgenerated {done}/{n} images", end=end, file=sys.stderr, flush=True)
-
-
 def generate_images(
     target: str | Path,
     n: int,
@@ -215,6 +210,8 @@ def generate_images(
     rows.writerow(COLUMNS)
     digits = max(6, len(str(n - 1)))
     ok = False
+    # a progress bar on a terminal only; logs and pipes stay clean
+    bar = tqdm(total=n, desc="generated", unit="img", disable=not sys.stderr.isatty())
     try:
         for start in range(0, n, batch):
             images, y = sample(G, classes, seed, start, min(batch, n - start), label)
@@ -223,9 +220,10 @@ def generate_images(
                 name = f"{i:0{digits}d}.png" if k is None else f"{folders[k]}/{i:0{digits}d}.png"
                 sink.write(name, png_bytes(image))
                 rows.writerow((name, classes.get(k, ""), "" if k is None else k, seed, i, path))
-            _progress(min(start + batch, n), n)
+            bar.update(len(images))
         ok = True
     finally:
+        bar.close()
         sink.close(ok)
     return out
 

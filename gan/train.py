@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid, save_image
+from tqdm import tqdm
 
 from gan import checkpoint as ck
 from gan.checkpoint import resolve_device
@@ -177,16 +178,17 @@ def train_epoch(G, D, G_ema, opt_g, opt_d, real, labels, cfg: Config, step: int,
 
 
 class Progress:
-    """A one-line progress bar on stderr, only when it is a terminal."""
+    """The epoch's progress bar on stderr (tqdm), shown only when stderr is a terminal."""
 
     def __init__(self, epoch: int, epochs: int):
-        self.prefix, self.on = f"epoch {epoch}/{epochs}", sys.stderr.isatty()
+        self.desc, self.bar = f"epoch {epoch}/{epochs}", None
 
     def __call__(self, i: int, n: int) -> None:
-        if self.on and (i == n or i % 10 == 0):
-            bar = "#" * int(30 * i / n)
-            end = "\n" if i == n else ""
-            print(f"\r{self.prefix} [{bar:<30}] {i}/{n}", end=end, file=sys.stderr, flush=True)
+        if self.bar is None:
+            self.bar = tqdm(total=n, desc=self.desc, unit="step", disable=not sys.stderr.isatty())
+        self.bar.update(i - self.bar.n)
+        if i == n:
+            self.bar.close()
 
 
 def check_resumable(saved: Config, cfg: Config, run_dir: Path) -> None:
