@@ -1,7 +1,7 @@
 """DiffAugment (Zhao et al. 2020): differentiable augmentations of every image D sees.
 
-The same random transforms are applied to real and fake batches, in the D step and the G step,
-so D cannot tell them apart by the augmentation and G's gradients flow through it. Each op works
+The same policy is applied to real and fake batches, in the D step and the G step, so D cannot
+tell them apart by the augmentation and G's gradients flow through it. Each op works
 on a float batch (B, C, H, W) on its own device, draws per-sample parameters from the global RNG
 (so a seeded run is reproducible), and is a composition of differentiable tensor ops.
 """
