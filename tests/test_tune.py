@@ -365,9 +365,10 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path, tune_
     finished = _terminated(exp)
     assert finished and not (exp / "best.yaml").exists()
     before = {t: (exp / t / "result.json").read_text() for t in finished}
-    # where each unfinished trial stood: epochs logged so far and its newest checkpoint
+    # where each unfinished trial stood: its log rows up to its newest checkpoint (a row past
+    # it is dropped on resume: the kill can land between an epoch's row and its checkpoint)
     runs = [p.parent for p in exp.glob("*/params.json") if p.parent.name not in finished]
-    stood = {p.name: (len(_epochs(p)), _last_ckpt(p)) for p in runs}
+    stood = {p.name: (_rows_upto(p, _last_ckpt(p)), _last_ckpt(p)) for p in runs}
     assert stood  # at least one trial was cut off mid-run
     rerun = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
@@ -376,8 +377,10 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path, tune_
     assert len(rows) == 3 and {r["status"] for r in rows} == {"completed"}
     for t, text in before.items():  # finished trials were not run again
         assert (exp / t / "result.json").read_text() == text
-    for t, (logged, ckpt) in stood.items():  # the others went on from their last checkpoint
-        assert _epochs(exp / t)[logged:] == list(range(ckpt + 1, 4))
+    for t, (kept, _ckpt) in stood.items():  # the others went on from their last checkpoint
+        after = (exp / t / "log.jsonl").read_text().splitlines()
+        assert after[: len(kept)] == kept  # the rows up to it stand as they were written
+        assert _epochs(exp / t) == list(range(1, 4))  # each later epoch ran once more, once
     assert (exp / "best.yaml").is_file()
 
 
@@ -386,6 +389,20 @@ def _epochs(run: Path) -> list[int]:
         return []
     rows = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
     return [r["epoch"] for r in rows if r["kind"] == "epoch"]
+
+
+def _rows_upto(run: Path, epoch: int) -> list[str]:
+    """The run's log.jsonl lines of epochs up to `epoch` (a torn last line is left out)."""
+    if not (run / "log.jsonl").exists():
+        return []
+    rows = []
+    for line in (run / "log.jsonl").read_text().splitlines():
+        try:
+            if json.loads(line)["epoch"] <= epoch:
+                rows.append(line)
+        except (ValueError, KeyError):
+            pass
+    return rows
 
 
 def _last_ckpt(run: Path) -> int:
