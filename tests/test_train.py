@@ -143,6 +143,18 @@ def test_g_step_leaves_d_untouched(tiny):
     assert any(not torch.equal(g_before[k], v) for k, v in G.state_dict().items())
 
 
+def test_a_conditional_sample_grid_has_one_column_per_class(tiny):
+    cfg = tiny(conditional=True)
+    G, _ = build_models(cfg, num_classes=10)
+    z, y = train_mod.fixed_noise(cfg, 10, torch.device("cpu"))
+    assert torch.equal(y.view(8, 10), torch.arange(10).repeat(8, 1))  # row after row, 0..9
+    side = cfg.image_size + 2  # make_grid's 2-pixel padding
+    assert train_mod.sample_grid(G, z, y).shape[1:] == (8 * side + 2, 10 * side + 2)
+    G_plain, _ = build_models(tiny())
+    z, y = train_mod.fixed_noise(tiny(), 0, torch.device("cpu"))
+    assert y is None and train_mod.sample_grid(G_plain, z, y).shape[1:] == (8 * side + 2,) * 2
+
+
 def test_losses_move_in_the_adversarial_game(tmp_path, tiny):
     train(tiny(epochs=3, limit=512), tmp_path / "run")
     lines = (tmp_path / "run" / "log.jsonl").read_text().splitlines()
