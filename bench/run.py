@@ -3,8 +3,9 @@
 Each row compares gan against a reference measured in the same run on the same machine; only
 ratios and same-run numbers are reported. GPU-only rows say "pending" where no GPU is present.
 Options: --quick (smaller counts, for a smoke run), --only NAME[,NAME] (train, fid, packing,
-asha, growth, quality), --data-dir DIR (prepared data and caches; default data/), --recipes
-(quality: which presets to curve against the textbook DCGAN; default every Fashion-MNIST one).
+asha, screen, quick, growth, quality), --data-dir DIR (prepared data and caches; default data/),
+--recipes (quality: which presets to curve against the textbook DCGAN; default every
+Fashion-MNIST one).
 """
 
 from __future__ import annotations
@@ -118,7 +119,7 @@ def fid_weights(data_dir: Path) -> tuple[Path, str]:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="small counts: a smoke run of every row")
-    p.add_argument("--only", default="train,fid,packing,asha,growth,quality")
+    p.add_argument("--only", default="train,fid,packing,asha,screen,quick,growth,quality")
     p.add_argument("--recipes", default="", help="quality: comma-separated presets (or L=preset)")
     p.add_argument(
         "--set",
@@ -177,6 +178,17 @@ def main() -> int:
 
         out["asha"] = bench_asha(ROOT / "tune_configs" / "quick.yaml")
         print(f"asha: {json.dumps(out['asha'])}", flush=True)
+    if "screen" in only:
+        from bench_screen import bench_screen
+
+        # single trials at the quick tune's budget: what quick.yaml was derived from
+        out["screen"] = bench_screen(ROOT / "runs" / "bench-screen", args.data_dir)
+    if "quick" in only:
+        from bench_quick import bench_quick
+
+        # today's tune_configs/quick.yaml against the one it replaced (bench/quick-before.yaml)
+        out["quick"] = bench_quick()
+        print(f"quick: fd_domain x{out['quick']['fd_domain_ratio']:.2f}", flush=True)
     if "growth" in only:
         from bench_train import bench_growth
 
