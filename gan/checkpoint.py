@@ -90,6 +90,15 @@ def prune(run_dir: str | Path, keep: int) -> None:
         p.unlink(missing_ok=True)
 
 
+def remove_partial_writes(run_dir: str | Path) -> list[Path]:
+    """Delete the temp files (.NAME.tmpPID) of checkpoint writes that a killed process left
+    behind: a run directory has one trainer, so at its start none is still being written."""
+    found = sorted((Path(run_dir) / "checkpoints").glob(".*.tmp*"))
+    for p in found:
+        p.unlink(missing_ok=True)
+    return found
+
+
 def latest_good(run_dir: str | Path) -> tuple[Path, dict] | None:
     """The newest readable checkpoint; a truncated newer one is skipped with a warning."""
     for p in reversed(numbered(run_dir)):

@@ -267,6 +267,8 @@ def train(cfg: Config, run_dir: str | Path, report: Report | None = None) -> dic
     write_run_config(cfg, run_dir)
 
     # Resume.
+    for p in ck.remove_partial_writes(run_dir):
+        log.info("removed %s, the partial write of a killed run", p)
     if resumed:
         state.load_state_dict(resumed[1])
         log.info("resumed %s at epoch %d", resumed[0], state.epoch)

@@ -104,6 +104,16 @@ def test_truncated_checkpoint_falls_back(tmp_path, tiny, caplog):
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "ckpt_000003.pt")["epoch"] == 3
 
 
+def test_a_killed_checkpoint_write_is_removed_on_resume(tmp_path, tiny):
+    run = tmp_path / "run"
+    train(tiny(epochs=1), run)
+    partial = run / "checkpoints" / ".ckpt_000002.pt.tmp99999"  # what kill -9 mid-save leaves
+    partial.write_bytes(b"half a checkpoint")
+    train(tiny(epochs=2), run)
+    assert not partial.exists() and not list((run / "checkpoints").glob(".*"))
+    assert len(_losses(run)) == 2 and (run / "checkpoints" / "ckpt_000002.pt").is_file()
+
+
 def test_kill_9_then_rerun_resumes(tmp_path, tiny):
     run = tmp_path / "run"
     code = (

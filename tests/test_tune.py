@@ -13,14 +13,12 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # jobs/ is scripts, not part of the installed package
-    sys.path.insert(0, str(ROOT))
+from gan.best import best_config
+from gan.config import GanError, make_config, to_dict
+from jobs.tune_report import DIVERGED
+from jobs.tune_spec import load_spec, parse_spec
 
-from gan.best import best_config  # noqa: E402
-from gan.config import GanError, make_config, to_dict  # noqa: E402
-from jobs.tune_report import DIVERGED  # noqa: E402
-from jobs.tune_spec import load_spec, parse_spec  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
