@@ -9,6 +9,7 @@ import importlib
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from gan.config import (
@@ -25,6 +26,11 @@ from gan.config import (
 # answer at once; each subcommand's module (its run(args)) is imported only when it runs
 
 
+def device_argument(p: argparse.ArgumentParser) -> None:
+    """--device, with one default in every subcommand (a GPU when there is one, as in train)."""
+    p.add_argument("--device", default="auto", help="auto (cuda if available) | cpu | cuda:N")
+
+
 def evaluate_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments of `gan evaluate`."""
     p.add_argument("paths", nargs="+", help="run dirs, checkpoint .pt files or experiment dirs")
@@ -37,7 +43,14 @@ def evaluate_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--fid-weights", help="local Inception weights (default $GAN_FID_WEIGHTS)")
     p.add_argument("--data-dir", help="where data and caches live (default: the run's)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config keys over the run's, as in train (e.g. fid_samples=10000 fid_ref_split=test)",
+    )
+    device_argument(p)
 
 
 def generate_arguments(p: argparse.ArgumentParser) -> None:
@@ -55,7 +68,7 @@ def generate_arguments(p: argparse.ArgumentParser) -> None:
         help="a class name or index (conditional models; default: every class in turn)",
     )
     p.add_argument("--batch", type=int, default=256, help="images per step; memory holds one batch")
-    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto")
+    device_argument(p)
     p.add_argument("--no-ema", action="store_true", help="use the raw G, not its EMA copy")
     w = p.add_argument_group("latent walks")
     w.add_argument(
@@ -87,7 +100,7 @@ def serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: all)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (0: any free port)")
     p.add_argument("--max-count", type=int, help="most images per request (default 64)")
-    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto")
+    device_argument(p)
     p.add_argument("--no-ema", action="store_true", help="serve the raw G, not its EMA copy")
 
 
@@ -222,6 +235,45 @@ def run_module(module: str, args) -> int:
     return importlib.import_module(module).run(args)
 
 
+def guarded(
+    prog: str,
+    command: Callable[[], int | None],
+    rerun: str,
+    verbose: bool = False,
+    cleanup: Callable[[], None] | None = None,
+) -> int:
+    """The error contract of every command line (gan, the tune job, the final job): a user error
+    or an unforeseen read or write prints one line `prog: error: ...` and exits 2; SIGTERM is
+    handled as Ctrl-C, and a stop by either prints `prog: stopped ...; <rerun>` with 143 or 130.
+    `cleanup` runs however the command ends (a Ray the job started is shut down)."""
+    with sigterm_as_sigint() as got:
+        interrupted = False
+        try:
+            code = int(command() or 0)
+        except GanError as e:
+            print(f"{prog}: error: {e}", file=sys.stderr)
+            return 2
+        except OSError as e:  # a write or read the commands did not foresee: still one line
+            if verbose:
+                raise
+            where = f" {e.filename}" if e.filename else ""
+            print(
+                f"{prog}: error:{where} {e.strerror or e}; check the path, its permissions and "
+                "free space (rerun with -v for details)",
+                file=sys.stderr,
+            )
+            return 2
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            if cleanup is not None:
+                cleanup()
+    if got or interrupted:  # Ray Tune stops gracefully on SIGINT: fit() returns, got says why
+        what, code = stopped(got)
+        print(f"{prog}: {what}; {rerun}", file=sys.stderr)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `gan` console script."""
     argv = sys.argv[1:] if argv is None else argv
@@ -231,26 +283,9 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(message)s",
         datefmt="%H:%M:%S",
     )
-    try:
-        with sigterm_as_sigint() as got:
-            return int(args.func(args) or 0)
-    except GanError as e:
-        print(f"gan: error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:  # a write or read the commands did not foresee: still one line
-        where = f" {e.filename}" if e.filename else ""
-        print(
-            f"gan: error:{where} {e.strerror or e}; check the path, its permissions and free "
-            "space (rerun with -v for details)",
-            file=sys.stderr,
-        )
-        if args.verbose:
-            raise
-        return 2
-    except KeyboardInterrupt:
-        what, code = stopped(got)
-        print(f"gan: {what}; rerun the same command to start it again", file=sys.stderr)
-        return code
+    return guarded(
+        "gan", lambda: args.func(args), "rerun the same command to start it again", args.verbose
+    )
 
 
 if __name__ == "__main__":

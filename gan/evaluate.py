@@ -12,7 +12,7 @@ import torch
 from torchvision.utils import make_grid, save_image
 
 from gan.checkpoint import find_checkpoint, load_generator, resolve_device
-from gan.config import PROTOCOLS, Config, GanError, make_config, to_dict
+from gan.config import PROTOCOLS, Config, GanError, make_config, parse_overrides, to_dict
 from gan.data import data_key, load_split, to_float, to_uint8
 from gan.metrics import EVAL_SEED, Evaluator, Weights, make_evaluator
 
@@ -122,6 +122,7 @@ def eval_config(cfg: Config, args) -> Config:
         values["fid_weights"] = args.fid_weights
     if args.data_dir:
         values["data_dir"] = args.data_dir
+    values.update(parse_overrides(getattr(args, "set", None) or []))  # --set KEY=VALUE: last word
     return make_config(values, base=cfg)
 
 

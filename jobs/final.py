@@ -10,22 +10,15 @@ retrain without Ray, with the same defaults (gan.best.FINAL: 1000 epochs, FID ev
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: see jobs/tune.py
-    ROOT = str(Path(__file__).resolve().parents[1])
-    sys.path.insert(0, ROOT)
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))
+import ray
 
-import ray  # noqa: E402
-
-from gan.best import final_values  # noqa: E402
-from gan.cli import sigterm_as_sigint, stopped  # noqa: E402
-from gan.config import GanError, make_config, to_dict  # noqa: E402
-from jobs.tune import build_tuner, check_resources, resolve_storage  # noqa: E402
-from jobs.tune_spec import Spec, resolve_paths  # noqa: E402
+from gan.best import final_values
+from gan.cli import guarded
+from gan.config import GanError, make_config, to_dict
+from jobs.tune import build_tuner, check_resources, ray_cleanup, resolve_storage
+from jobs.tune_spec import Spec, resolve_paths
 
 
 def final_spec(cfg, name: str, cpu: float, gpu: float, max_failures: int) -> Spec:
@@ -79,7 +72,8 @@ def run_final(
     return {**metrics, "run_dir": result.path}
 
 
-def _run(argv: list[str] | None) -> int:
+def main(argv: list[str] | None = None) -> int:
+    """Command line of the final retrain job; SIGTERM stops it as Ctrl-C does (resumable)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--from", dest="from_dir", help="experiment dir or best.yaml (default: newest)")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="override config keys")
@@ -89,7 +83,8 @@ def _run(argv: list[str] | None) -> int:
     p.add_argument("--max-failures", type=int, default=3, help="retries from the last checkpoint")
     p.add_argument("--require-gpu", action="store_true", help="fail when the cluster has no GPU")
     args = p.parse_args(argv)
-    try:
+
+    def command() -> int:
         run_final(
             args.from_dir,
             args.set,
@@ -99,28 +94,11 @@ def _run(argv: list[str] | None) -> int:
             args.max_failures,
             args.require_gpu,
         )
-    except GanError as e:
-        print(f"final: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+        return 0
 
-
-def main(argv: list[str] | None = None) -> int:
-    """Command line of the final retrain job; SIGTERM stops it as Ctrl-C does (resumable)."""
-    owned = not ray.is_initialized()  # a Ray this job starts, it shuts down
-    with sigterm_as_sigint() as got:
-        try:
-            code = _run(argv)
-        except KeyboardInterrupt:
-            got.append("interrupted")
-            code = 0
-        finally:
-            if owned and ray.is_initialized():
-                ray.shutdown()
-    if got:
-        what, code = stopped([s for s in got if s != "interrupted"])
-        print(f"final: {what}; rerun the same command to resume the retrain", file=sys.stderr)
-    return code
+    return guarded(
+        "final", command, "rerun the same command to resume the retrain", cleanup=ray_cleanup()
+    )
 
 
 if __name__ == "__main__":

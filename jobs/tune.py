@@ -20,20 +20,15 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make `gan` and `jobs` importable here and in
-    ROOT = str(Path(__file__).resolve().parents[1])  # the workers of a Ray started by this job
-    sys.path.insert(0, ROOT)
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))
+import ray
+import yaml
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search.basic_variant import BasicVariantGenerator
 
-import ray  # noqa: E402
-import yaml  # noqa: E402
-from ray import tune  # noqa: E402
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler  # noqa: E402
-from ray.tune.search.basic_variant import BasicVariantGenerator  # noqa: E402
-
-from gan import checkpoint as ck  # noqa: E402
-from gan.cli import sigterm_as_sigint, stopped  # noqa: E402
-from gan.config import GanError, make_config, read_yaml  # noqa: E402
+from gan import checkpoint as ck
+from gan.cli import guarded
+from gan.config import GanError, make_config, read_yaml
 from jobs.tune_report import (
     DIVERGED,
     USER_ERROR,
@@ -41,8 +36,8 @@ from jobs.tune_report import (
     storage_fs,
     write_bytes,
     write_outputs,
-)  # noqa: E402
-from jobs.tune_spec import Spec, load_spec  # noqa: E402
+)
+from jobs.tune_spec import Spec, load_spec
 
 # -- inside a trial ----------------------------------------------------------------------------
 
@@ -305,25 +300,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", help="experiment name (default: the YAML's name); the resume key")
     p.add_argument("--require-gpu", action="store_true", help="fail when the cluster has no GPU")
     args = p.parse_args(argv)
+
     # SIGTERM (Kubernetes, `ray job stop`, `docker stop`) stops it as Ctrl-C does: Ray Tune
     # saves the experiment state, which the same command resumes
-    owned = not ray.is_initialized()  # a Ray this job starts, it shuts down
-    with sigterm_as_sigint() as got:
-        try:
-            run_tune(args.config, args.storage, args.name, args.require_gpu)
-        except GanError as e:
-            print(f"tune: error: {e}", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt:
-            got.append("interrupted")
-        finally:
-            if owned and ray.is_initialized():
-                ray.shutdown()
-    if got:
-        what, code = stopped([s for s in got if s != "interrupted"])
-        print(f"tune: {what}; rerun the same command to resume the experiment", file=sys.stderr)
-        return code
-    return 0
+    def command() -> int:
+        run_tune(args.config, args.storage, args.name, args.require_gpu)
+        return 0
+
+    return guarded(
+        "tune", command, "rerun the same command to resume the experiment", cleanup=ray_cleanup()
+    )
+
+
+def ray_cleanup():
+    """A callable that shuts Ray down if it is not running yet: a Ray the job starts, it stops."""
+    owned = not ray.is_initialized()
+
+    def cleanup() -> None:
+        if owned and ray.is_initialized():
+            ray.shutdown()
+
+    return cleanup
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Shared fixtures. Fixture groups live in fixtures_*.py beside this file and are imported here."""
+"""Shared fixtures. Fixture groups live in fixtures_*.py beside this file, loaded as plugins."""
 
 import os
 
@@ -9,10 +9,12 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
-from fixtures_data import *  # noqa: E402, F403  (small real-data configs)
-from fixtures_data import tiny_config  # noqa: E402
-from fixtures_fid import *  # noqa: E402, F403  (random Inception weights, FID helpers)
-from fixtures_ray import *  # noqa: E402, F403  (one Ray session per test run)
+
+pytest_plugins = [
+    "fixtures_data",  # small real-data configs
+    "fixtures_fid",  # random Inception weights, FID helpers
+    "fixtures_ray",  # one Ray session per test run
+]
 
 FMNIST = Path(os.environ.get("GAN_FMNIST_DIR", "/usr/share/datasets/fashion-mnist"))
 
@@ -30,6 +32,8 @@ def tiny(tmp_path, fmnist_dir):
     """Factory of small, fast configs on a real Fashion-MNIST slice."""
 
     def make(**values):
+        from fixtures_data import tiny_config  # a plugin module: imported once pytest loads it
+
         return tiny_config(tmp_path / "data", **values)
 
     return make

@@ -1,11 +1,8 @@
 """Fixtures for Ray tests: one Ray session per test run."""
 
 import os
-from pathlib import Path
 
 import pytest
-
-ROOT = str(Path(__file__).resolve().parents[1])
 
 __all__ = ["ray_session"]
 
@@ -14,9 +11,9 @@ __all__ = ["ray_session"]
 def ray_session():
     """A local Ray shared by the whole test session (~5 s and ~1.2 GiB to start, so only once)."""
     ray = pytest.importorskip("ray")
-    # never join a cluster named by the environment; workers import `jobs` from the repo root
+    # never join a cluster named by the environment; workers import `gan` and `jobs` as
+    # installed, as a cluster's workers do from the image
     os.environ.pop("RAY_ADDRESS", None)
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))
     if not ray.is_initialized():
         ray.init(
             address="local",

@@ -88,3 +88,29 @@ def test_fmnist_10k_protocol(tiny):
     assert "21.5" in PROTOCOLS["fmnist-10k"]["published"]
     with pytest.raises(GanError, match="fashion_mnist"):
         eval_config(tiny(dataset="mnist"), args)
+
+
+def test_set_overrides_the_runs_config_and_the_flags(tiny):
+    args = argparse.Namespace(
+        metric="fid",
+        kid=False,
+        prc=False,
+        protocol=None,
+        samples=500,
+        fid_weights=None,
+        data_dir=None,
+        set=["fid_samples=123", "fid_ref_split=test", "metric=fd_domain"],
+    )
+    cfg = eval_config(tiny(), args)
+    assert (cfg.fid_samples, cfg.fid_ref_split, cfg.metric) == (123, "test", "fd_domain")
+    args.set = ["fid_sampels=1"]
+    with pytest.raises(GanError, match="fid_sampels"):
+        eval_config(tiny(), args)
+
+
+def test_every_subcommand_has_one_device_default():
+    from gan.cli import build_parser
+
+    parser = build_parser()
+    for argv in (["evaluate", "r"], ["generate", "r"], ["serve", "r"]):
+        assert parser.parse_args(argv).device == "auto"

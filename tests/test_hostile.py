@@ -499,9 +499,7 @@ def tune_spec_file(path: Path, data_dir: Path, **top) -> Path:
 @pytest.fixture
 def no_ray(monkeypatch):
     """jobs.tune with Ray's start replaced by a failure: what must fail before it, does."""
-    import sys
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import jobs.tune as jt
 
     def started(*a, **k):
@@ -588,7 +586,6 @@ def test_max_concurrent_is_honoured(tmp_path, fmnist_dir, ray_session):
 
     import ray.cloudpickle
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from jobs.tune import run_tune
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers can't import tests
@@ -612,9 +609,7 @@ def test_a_user_error_in_a_trial_is_its_error_not_a_ray_traceback(
     tmp_path, fmnist_dir, ray_session, caplog
 ):
     import csv
-    import sys
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from jobs.tune import run_tune
 
     spec = tune_spec_file(
@@ -671,7 +666,6 @@ def test_a_trial_worker_killed_with_sigkill_is_retried_to_the_end(
 
     import ray.cloudpickle
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from jobs.tune import run_tune
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers can't import tests
