@@ -42,3 +42,22 @@ def test_recipe_key_ignores_name_epochs_and_defaults():
     assert recipe_key(make_config({"name": "x", "epochs": 3})) == base  # renamed, extended
     assert recipe_key(make_config({"lr_g": 2.0e-4})) == base  # a default spelled out
     assert recipe_key(make_config({"lr_g": 1.0e-4})) != base  # another recipe
+
+
+def test_quick_report_tables_come_from_the_json():
+    import json
+
+    from report_quick import quick_table, screen_table
+
+    root = Path(__file__).resolve().parents[1]
+    data = json.loads((root / "bench" / "results" / "cpu-20261201-191617.json").read_text())
+    screen = screen_table(data["screen"]).splitlines()
+    assert len(screen) == 2 + len(data["screen"])
+    first = data["screen"][0]
+    assert screen[2].startswith(f"| {first['label']} |")
+    assert f"{first['best_10k']['fd_domain']:.2f}" in screen[2]
+    quick = quick_table(data["quick"])
+    now, before = data["quick"]["now"], data["quick"]["before"]
+    b, n = before["winner_10k"]["fd_domain"], now["winner_10k"]["fd_domain"]
+    assert f"| winner's fd_domain, 10k vs test | {b:.2f} | {n:.2f} |" in quick.splitlines()
+    assert f"x{now['winner_10k']['fd_domain'] / before['winner_10k']['fd_domain']:.2f}" in quick
