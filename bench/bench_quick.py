@@ -34,11 +34,14 @@ SCORES = ("fd_domain", "class_coverage_min", "class_entropy")
 
 def score(best_pt: Path, base: dict) -> dict:
     """fd_domain and class coverage of a checkpoint's sampling G, 10k samples vs the test split."""
+    from bench_quality import PROTOCOL
+
     from gan.checkpoint import load_generator
+    from gan.config import parse_overrides
     from gan.metrics import make_evaluator
 
     G, _, _ = load_generator(best_pt)
-    protocol = {"metric": "fd_domain", "fid_samples": 10000, "fid_ref_split": "test", "limit": 0}
+    protocol = {**parse_overrides(list(PROTOCOL)), "limit": 0}  # the quality bench's protocol
     m = make_evaluator(make_config({**base, **protocol}), "cpu").evaluate(G)
     return {k: m[k] for k in SCORES}
 

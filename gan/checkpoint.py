@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 from gan.config import Config, GanError, make_config, to_dict
-from gan.io import atomic_save, copy_atomic, write_error  # noqa: F401  (ck.copy_atomic, ...)
+from gan.io import PARTIAL_GLOB, atomic_save, copy_atomic, write_error  # noqa: F401  (ck.copy_atomic, ...)
 from gan.models import build_models
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ def prune(run_dir: str | Path, keep: int) -> None:
 def remove_partial_writes(run_dir: str | Path) -> list[Path]:
     """Delete the temp files (.NAME.tmpPID) of checkpoint writes that a killed process left
     behind: a run directory has one trainer, so at its start none is still being written."""
-    found = sorted((Path(run_dir) / "checkpoints").glob(".*.tmp*"))
+    found = sorted((Path(run_dir) / "checkpoints").glob(PARTIAL_GLOB))
     for p in found:
         p.unlink(missing_ok=True)
     return found

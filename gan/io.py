@@ -51,13 +51,17 @@ def write_error(path: Path, e: OSError, what: str, needed: int | None = None) ->
     return GanError(f"cannot write {what} {path} ({reason}); {fix}")
 
 
+# the temp files atomic_write writes beside their target: what a killed writer leaves behind
+PARTIAL_GLOB = ".*.tmp*"
+
+
 def atomic_write(
     path: str | Path, write: Callable[[BinaryIO], None], what: str, needed: int | None = None
 ) -> Path:
     """write(f) into a temp file beside `path`, fsync, rename: readers never see half a file; on
     a write error (read-only, full disk) the temp file is removed and `path` left as it was."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")  # PARTIAL_GLOB matches it
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as f:

@@ -212,9 +212,14 @@ def sample_grid(G: nn.Module, z: torch.Tensor, y: torch.Tensor | None) -> torch.
     with torch.no_grad():
         x = G(z, y).float()
     G.train(was)
-    n_cls = G.num_classes
-    nrow = n_cls if y is not None and n_cls <= GRID_MAX_CLASSES else 8
+    nrow = grid_columns(G.num_classes if y is not None else 0)
     return make_grid(x, nrow=nrow, normalize=True, value_range=(-1, 1))
+
+
+def grid_columns(n_cls: int) -> int:
+    """Columns of a sample grid: one per class for a conditional G of at most GRID_MAX_CLASSES
+    classes, else 8; a grid has 8 rows."""
+    return n_cls if 0 < n_cls <= GRID_MAX_CLASSES else 8
 
 
 def _finite(v):
@@ -371,7 +376,7 @@ def write_run_config(cfg: Config, run_dir: Path) -> None:
 def fixed_noise(cfg: Config, n_cls: int, device: torch.device):
     """The (z, y) of every sample grid, from their own generator: the training RNG is untouched.
     64 images; for a conditional G of at most 16 classes, 8 rows of every class in label order."""
-    n = 8 * n_cls if 0 < n_cls <= GRID_MAX_CLASSES else 64
+    n = 8 * grid_columns(n_cls)
     gen = torch.Generator().manual_seed(cfg.seed)
     z = torch.randn(n, cfg.latent_dim, generator=gen).to(device)
     return z, (torch.arange(n) % n_cls).to(device) if n_cls else None
