@@ -28,11 +28,11 @@ from gan.metrics import (  # noqa: E402
     fd_to,
     frechet_distance,
     gaussian,
-    generate,
     make_evaluator,
     reference,
 )
 from gan.models import build_models  # noqa: E402
+from gan.sampling import batches  # noqa: E402
 
 
 def _write_pngs(batches, folder: Path) -> None:
@@ -47,7 +47,7 @@ def _write_pngs(batches, folder: Path) -> None:
 
 def seed004_fid(G, real: torch.Tensor, n: int, weights_path, device, work: Path) -> float:
     """Seed 004: n generated + n real PNGs on disk, torch-fidelity on the two folders."""
-    _write_pngs(generate(G, n), work / "fake")
+    _write_pngs((x for x, _ in batches(G, n, 64)), work / "fake")
     _write_pngs((real[i : i + 256] for i in range(0, len(real), 256)), work / "real")
     out = torch_fidelity.calculate_metrics(
         input1=str(work / "fake"),

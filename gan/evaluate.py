@@ -1,20 +1,25 @@
 """`gan evaluate RUN_DIR|CHECKPOINT|EXPERIMENT_DIR ...`: FID (with the weights that made it),
 fd_domain and class coverage, discriminator accuracy, diversity and a real-vs-generated grid per
-run, written to <run>/evaluation.json and .png; several runs give one comparison table."""
+run, written to <run>/evaluation.json and .png; several runs give one comparison table; and
+`gan generate --check-classes`: does a conditional G draw the class it is asked for?"""
 
 from __future__ import annotations
 
 import json
 import math
+import sys
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 from torchvision.utils import make_grid, save_image
 
 from gan.checkpoint import find_checkpoint, load_generator, resolve_device
+from gan.classifier import domain_classifier, mean_pairwise_distance, predict
 from gan.config import PROTOCOLS, Config, GanError, make_config, parse_overrides, to_dict
-from gan.data import data_key, load_split, to_float, to_uint8
-from gan.metrics import EVAL_SEED, Evaluator, Weights, make_evaluator
+from gan.data import data_key, load_split, to_float
+from gan.metrics import Evaluator, Weights, make_evaluator
+from gan.sampling import EVAL_SEED, sample
 
 D_SAMPLES = 2000  # images per side for the discriminator's accuracy
 GRID = 64  # images per side of the real-vs-generated grid
@@ -63,20 +68,6 @@ def run_dir_of(ckpt: Path) -> Path:
 
 
 # -- the extras beyond Evaluator: D accuracy and the grid ------------------------------------
-
-
-@torch.no_grad()
-def sample(G, n: int, seed: int = EVAL_SEED) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """n generated uint8 images (n, C, H, W) on the CPU and their labels (conditional G)."""
-    device = next(G.parameters()).device
-    gen = torch.Generator(device=device).manual_seed(seed)
-    z = torch.randn(n, G.latent_dim, generator=gen, device=device)
-    y = torch.randint(G.num_classes, (n,), generator=gen, device=device) if G.num_classes else None
-    parts = [
-        to_uint8(G(z[i : i + 256], None if y is None else y[i : i + 256])).cpu()
-        for i in range(0, n, 256)
-    ]
-    return torch.cat(parts), None if y is None else y.cpu()
 
 
 @torch.no_grad()
@@ -163,7 +154,7 @@ def evaluate_run(ckpt: Path, args, evaluators: dict) -> dict:
     # discriminator accuracy on held-out real images and on fakes (seed 002)
     test = load_split(cfg, "test")
     n = min(D_SAMPLES, max(cfg.fid_samples, GRID))
-    fake, y_fake = sample(G, n)
+    fake, y_fake = sample(G, EVAL_SEED, 0, n)  # the first images FID scored
     _, D = build_models(cfg, state.get("num_classes", 0))
     D.load_state_dict(state["D"])
     D = D.to(device).eval()
@@ -178,6 +169,68 @@ def evaluate_run(ckpt: Path, args, evaluators: dict) -> dict:
     out["config"] = to_dict(cfg)
     (run / "evaluation.json").write_text(json.dumps(out, indent=2, default=float))
     return out
+
+
+# -- does a conditional G draw the class it is asked for? ---------------------------------------
+
+
+def check_classes(
+    G: torch.nn.Module, cfg: Config, classes: dict[int, str], n: int = 100, seed: int = 0
+) -> list[dict]:
+    """Per class: the share of n images the in-domain classifier recognises as that class, and
+    their spread (feature diversity relative to the real test images of the class)."""
+    if not classes:
+        raise GanError("--check-classes: this generator is unconditional; nothing to check")
+    if n < 2:
+        raise GanError(f"--n {n}: check at least 2 images per class")
+    found = domain_classifier(cfg, next(G.parameters()).device)  # trained once, then cached
+    if found is None:
+        raise GanError(f"--check-classes: dataset {cfg.data_path or cfg.dataset} has no labels")
+    clf, info = found
+    kept = torch.tensor(info["classes"])  # argmax over the trained classes only, as in metrics
+    real = load_split(replace(cfg, limit=0), "test")
+    rows = []
+    for k, name in classes.items():
+        feats, preds = [], []
+        for i in range(0, n, 256):
+            f, logits = predict(clf, sample(G, seed, i, min(256, n - i), k)[0])
+            feats.append(f)
+            preds.append(kept[logits[:, kept].argmax(1)])
+        pred = torch.cat(preds)
+        # recognised alone misses a class collapsed onto one good image: compare its spread
+        real_k = real.images[real.labels == k][:n] if real.labels is not None else real.images[:0]
+        real_spread = mean_pairwise_distance(predict(clf, real_k)[0]) if len(real_k) > 1 else 0.0
+        spread = mean_pairwise_distance(torch.cat(feats))
+        top = int(torch.bincount(pred).argmax())
+        rows.append(
+            {
+                "class": k,
+                "name": name,
+                "n": n,
+                "recognised": float((pred == k).float().mean()),
+                "seen_as": classes.get(top, str(top)),
+                "spread": spread / real_spread if real_spread > 0 else float("nan"),
+                "classifier_acc": info["test_acc"],
+            }
+        )
+    return rows
+
+
+def print_class_table(rows: list[dict], file=None) -> None:
+    """The rows of check_classes as a table, with the classifier's own test accuracy."""
+    file = file or sys.stdout
+    head = f"{'class':>5}  {'name':<14} {'n':>5}  {'recognised':>10}  {'spread':>6}  seen most as"
+    print(head, file=file)
+    for r in rows:
+        line = f"{r['class']:>5}  {r['name']:<14} {r['n']:>5}  {r['recognised']:>10.1%}"
+        print(f"{line}  {r['spread']:>6.2f}  {r['seen_as']}", file=file)
+    mean = sum(r["recognised"] for r in rows) / len(rows)
+    acc = rows[0]["classifier_acc"]
+    print(
+        f"mean recognised {mean:.1%} (the classifier is right on {acc:.1%} of real test images); "
+        "spread: feature diversity / the real class's (1 = as varied, near 0 = collapsed)",
+        file=file,
+    )
 
 
 # -- the table --------------------------------------------------------------------------------

@@ -4,131 +4,33 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
-import re
 import sys
 import tempfile
 import zipfile
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
 from gan.checkpoint import find_checkpoint, load_generator, resolve_device
-from gan.classifier import predict
-from gan.config import Config, GanError
-from gan.data import load_split, to_uint8
+from gan.config import GanError
+from gan.sampling import (
+    check_seed,
+    folder_name,
+    grid,
+    latents,
+    model_classes,
+    png_bytes,
+    render,
+    resolve_class,
+    sample,
+    to_pil,
+)
 
-MAX_SEED = 2**63 - 1  # seeds are any integer 0 .. MAX_SEED
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed member dates: the same seed gives the same ZIP bytes
 MANIFEST = "manifest.csv"
 COLUMNS = ("file", "class", "label", "seed", "index", "checkpoint")
-
-
-# -- latents, labels, pixels --------------------------------------------------------------------
-
-
-def check_seed(seed: int) -> int:
-    """`seed` if it is in 0 .. MAX_SEED, else GanError."""
-    if not 0 <= seed <= MAX_SEED:
-        raise GanError(f"seed {seed} is out of range; use an integer from 0 to {MAX_SEED}")
-    return seed
-
-
-def latents(seed: int, start: int, n: int, latent_dim: int) -> torch.Tensor:
-    """z (n, latent_dim) of images start .. start+n-1 of `seed`, whatever the batching."""
-    check_seed(seed)
-    # a private generator per image (~30 us): z_i never depends on --batch or the global RNG.
-    # numpy's SeedSequence mixes (seed, i) into 128 bits; a torch.Generator keeps only the low
-    # 32 bits of its seed, so any packing of (seed, i) into one torch seed repeats images.
-    rngs = (np.random.default_rng([seed, i]) for i in range(start, start + n))
-    return torch.from_numpy(np.stack([r.standard_normal(latent_dim, np.float32) for r in rngs]))
-
-
-def model_classes(G: torch.nn.Module, ckpt: dict) -> dict[int, str]:
-    """{label: name} of the classes a conditional G was trained on ({} when unconditional)."""
-    if not G.num_classes:
-        return {}
-    names = ckpt.get("class_names") or []
-    # a `classes` filter relabels the kept classes 0..k-1 (gan.data), names included
-    return {k: names[k] if k < len(names) else f"class_{k}" for k in range(G.num_classes)}
-
-
-def folder_name(name: str) -> str:
-    """A class name as a safe folder name ('T-shirt/top' -> 'T-shirt_top')."""
-    return re.sub(r"[^\w.-]+", "_", name).strip("._") or "class"
-
-
-def resolve_class(spec: str | int, classes: dict[int, str]) -> int:
-    """The label of a class given by name (or folder name) or index; GanError listing them."""
-    if not classes:
-        raise GanError(
-            f"class {spec!r}: this generator is unconditional; train one with "
-            "--set conditional=true on a labelled dataset to choose classes"
-        )
-    s = str(spec).strip()
-    for k, name in classes.items():  # names first: a folder dataset may name its classes "0", "1"
-        if s.lower() in (name.lower(), folder_name(name).lower()):
-            return k
-    if s.isdigit() and int(s) in classes:
-        return int(s)
-    listing = ", ".join(f"{k} ({name})" for k, name in classes.items())
-    raise GanError(f"class {spec!r} is not one this generator was trained on; choose: {listing}")
-
-
-def labels_for(start: int, n: int, classes: dict[int, str], label: int | None) -> torch.Tensor:
-    """Labels of images start .. start+n-1: `label`, else the trained classes in turn."""
-    if label is not None:
-        return torch.full((n,), label, dtype=torch.int64)
-    order = torch.tensor(list(classes))
-    return order[torch.arange(start, start + n) % len(order)]
-
-
-@torch.no_grad()
-def render(G: torch.nn.Module, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-    """uint8 images (B, C, H, W) on the CPU from z (and labels) on the CPU; G in eval mode."""
-    device = next(G.parameters()).device
-    x = G(z.to(device), None if y is None else y.to(device))
-    return to_uint8(x).cpu()
-
-
-def sample(
-    G: torch.nn.Module, classes: dict, seed: int, start: int, n: int, label: int | None = None
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(uint8 images, labels or None) of images start .. start+n-1 of `seed`."""
-    z = latents(seed, start, n, G.latent_dim)
-    y = labels_for(start, n, classes, label) if G.num_classes else None
-    return render(G, z, y), y
-
-
-def to_pil(image: torch.Tensor) -> Image.Image:
-    """One uint8 image (C, H, W) as a grayscale or RGB PIL image."""
-    a = image.permute(1, 2, 0).numpy()
-    return Image.fromarray(a[:, :, 0] if a.shape[2] == 1 else a)
-
-
-def png_bytes(image: torch.Tensor) -> bytes:
-    """One uint8 image (C, H, W) as PNG bytes."""
-    buf = io.BytesIO()
-    to_pil(image).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def grid(images: torch.Tensor, nrow: int = 8, pad: int = 2, scale: int = 1) -> torch.Tensor:
-    """uint8 images (N, C, H, W) tiled nrow per row on black, each scaled up `scale` times."""
-    if scale > 1:  # nearest-neighbour: the pixels stay as generated
-        images = images.repeat_interleave(scale, -1).repeat_interleave(scale, -2)
-    n, c, h, w = images.shape
-    cols = min(nrow, n)
-    rows = -(-n // cols)
-    out = torch.zeros(c, rows * (h + pad) + pad, cols * (w + pad) + pad, dtype=torch.uint8)
-    for i, img in enumerate(images):
-        top, left = pad + (i // cols) * (h + pad), pad + (i % cols) * (w + pad)
-        out[:, top : top + h, left : left + w] = img
-    return out
 
 
 # -- writing a folder or a ZIP, batch by batch --------------------------------------------------
@@ -214,7 +116,7 @@ def generate_images(
     bar = tqdm(total=n, desc="generated", unit="img", disable=not sys.stderr.isatty())
     try:
         for start in range(0, n, batch):
-            images, y = sample(G, classes, seed, start, min(batch, n - start), label)
+            images, y = sample(G, seed, start, min(batch, n - start), label)
             for j, image in enumerate(images):
                 i, k = start + j, (None if y is None else int(y[j]))
                 name = f"{i:0{digits}d}.png" if k is None else f"{folders[k]}/{i:0{digits}d}.png"
@@ -302,70 +204,6 @@ def interpolate(
     return written
 
 
-# -- does a conditional G draw the class it is asked for? ---------------------------------------
-
-
-def check_classes(
-    G: torch.nn.Module, cfg: Config, classes: dict[int, str], n: int = 100, seed: int = 0
-) -> list[dict]:
-    """Per class: the share of n images the in-domain classifier recognises as that class, and
-    their spread (feature diversity relative to the real test images of the class)."""
-    from gan.metrics import domain_classifier, mean_pairwise_distance  # torchvision: load late
-
-    if not classes:
-        raise GanError("--check-classes: this generator is unconditional; nothing to check")
-    if n < 2:
-        raise GanError(f"--n {n}: check at least 2 images per class")
-    found = domain_classifier(cfg, next(G.parameters()).device)  # trained once, then cached
-    if found is None:
-        raise GanError(f"--check-classes: dataset {cfg.data_path or cfg.dataset} has no labels")
-    clf, info = found
-    kept = torch.tensor(info["classes"])  # argmax over the trained classes only, as in metrics
-    real = load_split(replace(cfg, limit=0), "test")
-    rows = []
-    for k, name in classes.items():
-        feats, preds = [], []
-        for i in range(0, n, 256):
-            f, logits = predict(clf, sample(G, classes, seed, i, min(256, n - i), k)[0])
-            feats.append(f)
-            preds.append(kept[logits[:, kept].argmax(1)])
-        pred = torch.cat(preds)
-        # recognised alone misses a class collapsed onto one good image: compare its spread
-        real_k = real.images[real.labels == k][:n] if real.labels is not None else real.images[:0]
-        real_spread = mean_pairwise_distance(predict(clf, real_k)[0]) if len(real_k) > 1 else 0.0
-        spread = mean_pairwise_distance(torch.cat(feats))
-        top = int(torch.bincount(pred).argmax())
-        rows.append(
-            {
-                "class": k,
-                "name": name,
-                "n": n,
-                "recognised": float((pred == k).float().mean()),
-                "seen_as": classes.get(top, str(top)),
-                "spread": spread / real_spread if real_spread > 0 else float("nan"),
-                "classifier_acc": info["test_acc"],
-            }
-        )
-    return rows
-
-
-def print_class_table(rows: list[dict], file=None) -> None:
-    """The rows of check_classes as a table, with the classifier's own test accuracy."""
-    file = file or sys.stdout
-    head = f"{'class':>5}  {'name':<14} {'n':>5}  {'recognised':>10}  {'spread':>6}  seen most as"
-    print(head, file=file)
-    for r in rows:
-        line = f"{r['class']:>5}  {r['name']:<14} {r['n']:>5}  {r['recognised']:>10.1%}"
-        print(f"{line}  {r['spread']:>6.2f}  {r['seen_as']}", file=file)
-    mean = sum(r["recognised"] for r in rows) / len(rows)
-    acc = rows[0]["classifier_acc"]
-    print(
-        f"mean recognised {mean:.1%} (the classifier is right on {acc:.1%} of real test images); "
-        "spread: feature diversity / the real class's (1 = as varied, near 0 = collapsed)",
-        file=file,
-    )
-
-
 # -- the command --------------------------------------------------------------------------------
 
 
@@ -392,6 +230,8 @@ def run(args: argparse.Namespace) -> int:
         label = resolve_class(args.klass, classes) if args.klass is not None else None
     if args.check_classes:
         chosen = {label: classes[label]} if label is not None else classes
+        from gan.evaluate import check_classes, print_class_table
+
         print_class_table(
             check_classes(G, cfg, chosen, 100 if args.n is None else args.n, args.seed)
         )

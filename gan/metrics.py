@@ -38,8 +38,9 @@ from gan.classifier import (
     predict,
 )
 from gan.config import Config, GanError
-from gan.data import data_key, load_split, to_uint8
+from gan.data import data_key, load_split
 from gan.io import cached
+from gan.sampling import batches
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,6 @@ INCEPTION, INCEPTION_LAYER = "inception-v3-compat", "2048"  # the standard FID f
 VGG, VGG_LAYER = "vgg16", "fc2_relu"  # torch-fidelity's precision/recall features
 # torch.hub names its files <name>-<sha256 prefix>.pth: the standard weights' fingerprint
 STANDARD_SHA = re.search(r"-([0-9a-f]{8})\.pth$", URL_INCEPTION_V3).group(1)
-EVAL_SEED = 2020  # every evaluation draws the same z: scores across epochs compare like with like
 REF_SEED = 0  # which real images form the reference set when it is a subset of the split
 WAYS_OUT = (
     "ways out: run once with internet access (the file is cached in $TORCH_HOME), "
@@ -281,29 +281,6 @@ def vgg(device: torch.device) -> nn.Module:
 # -- images in, features out ------------------------------------------------------------------
 
 
-def uint8_images(
-    G: nn.Module, z: torch.Tensor, labels: torch.Generator | None = None
-) -> torch.Tensor:
-    """G's images of z as uint8 (B, 3, H, W), grayscale repeated, as torch-fidelity's extractors
-    take them; a conditional G gets labels drawn from `labels` (its own conditional path fails)."""
-    y = None
-    if getattr(G, "num_classes", 0):
-        y = torch.randint(G.num_classes, (len(z),), generator=labels, device=z.device)
-    x = to_uint8(G(z, y))  # rounded: a plain uint8 cast truncates and biases FID
-    return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
-
-
-def generate(G: nn.Module, n: int, batch_size: int = 64, seed: int = EVAL_SEED) -> Iterator:
-    """n images from G as uint8 (B, 3, H, W) batches, from a private RNG (the global one is
-    untouched); G stays in its mode, so call it in eval mode."""
-    device = next(G.parameters()).device
-    gen = torch.Generator(device=device).manual_seed(seed)
-    with torch.no_grad():
-        for start in range(0, n, batch_size):
-            z = torch.randn(min(batch_size, n - start), G.latent_dim, generator=gen, device=device)
-            yield uint8_images(G, z, gen)
-
-
 def extract(fe: nn.Module, batch: torch.Tensor) -> torch.Tensor:
     """Features (B, D) float32 on the CPU of a uint8 batch, 1 or 3 channels."""
     device = next(fe.parameters()).device
@@ -373,7 +350,7 @@ class Evaluator:
         was_training = G.training
         G.eval()
         try:
-            return self._score(self._features(generate(G, n, self.batch_size)))
+            return self._score(self._features(x for x, _ in batches(G, n, self.batch_size)))
         finally:
             G.train(was_training)
 

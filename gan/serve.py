@@ -16,7 +16,7 @@ import torch
 
 from gan.checkpoint import find_checkpoint, load_generator, resolve_device
 from gan.config import GanError
-from gan.generate import (
+from gan.sampling import (
     MAX_SEED,
     grid,
     model_classes,
@@ -96,7 +96,7 @@ def make_app(
         except GanError as e:  # the client's mistake: 400 with the reason
             return error(400, str(e))
         with lock:
-            images, y = sample(G, classes, seed, 0, count, label)
+            images, y = sample(G, seed, 0, count, label)
         body = grid(images, nrow, scale=scale) if count > 1 else grid(images, 1, 0, scale)
         headers = {"X-Seed": str(seed)}
         if y is not None:  # which class each image (grid cell, row by row) was asked to be

@@ -26,6 +26,7 @@ from gan.diffaug import diff_augment, parse_policy
 from gan.io import atomic_text
 from gan.losses import d_loss, g_loss, r1_penalty
 from gan.models import count_params
+from gan.sampling import labels_for, latents
 
 log = logging.getLogger(__name__)
 
@@ -374,12 +375,12 @@ def write_run_config(cfg: Config, run_dir: Path) -> None:
 
 
 def fixed_noise(cfg: Config, n_cls: int, device: torch.device):
-    """The (z, y) of every sample grid, from their own generator: the training RNG is untouched.
-    64 images; for a conditional G of at most 16 classes, 8 rows of every class in label order."""
+    """The (z, y) of every sample grid: images 0..n-1 of the run's seed (gan.sampling), so the
+    training RNG is untouched. 64 images; for a conditional G of at most 16 classes, 8 rows of
+    every class in label order."""
     n = 8 * grid_columns(n_cls)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    z = torch.randn(n, cfg.latent_dim, generator=gen).to(device)
-    return z, (torch.arange(n) % n_cls).to(device) if n_cls else None
+    z = latents(cfg.seed, 0, n, cfg.latent_dim).to(device)
+    return z, labels_for(0, n, range(n_cls)).to(device) if n_cls else None
 
 
 def log_start(cfg: Config, n_images: int, state: ck.TrainState, writer: SummaryWriter) -> None:

@@ -10,15 +10,10 @@ from gan.checkpoint import load_generator
 from gan.cli import main
 from gan.config import GanError, load_config
 from gan.data import load_split
-from gan.generate import (
-    check_classes,
-    generate_images,
-    interpolate,
-    latents,
-    model_classes,
-    resolve_class,
-)
+from gan.evaluate import check_classes
+from gan.generate import generate_images, interpolate
 from gan.models import ARCHS
+from gan.sampling import latents, model_classes, resolve_class
 from gan.train import train
 
 

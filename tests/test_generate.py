@@ -15,8 +15,9 @@ from gan.checkpoint import load_generator
 from gan.cli import main
 from gan.config import make_config
 from gan.data import load_split
-from gan.generate import generate_images, latents, lerp, render, slerp
+from gan.generate import generate_images, lerp, slerp
 from gan.models import build_models
+from gan.sampling import latents, render
 from gan.train import train
 
 CLASSES = (1, 7, 8)  # Trouser, Sneaker, Bag: the domain classifier trains on 18k, not 60k, images

@@ -17,7 +17,9 @@ from gan import metrics
 from gan.config import GanError, make_config
 from gan.data import load_split, to_float
 from gan.io import cached
-from gan.metrics import frechet_distance, make_evaluator, reference, uint8_images
+from gan.metrics import frechet_distance, make_evaluator, reference
+from gan.models import build_models
+from gan.sampling import EVAL_SEED, sample
 
 
 def _reference_fd(mu1, s1, mu2, s2) -> float:
@@ -53,26 +55,6 @@ def test_frechet_closed_form_gaussians():
     q, _ = np.linalg.qr(np.random.default_rng(1).standard_normal((4, 4)))
     rot = frechet_distance(q @ mu1, q @ np.diag(a) @ q.T, q @ mu2, q @ np.diag(b) @ q.T)
     assert rot == pytest.approx(expected)
-
-
-def test_uint8_images_round_repeat_and_sample_labels():
-    class Const(nn.Module):
-        latent_dim, num_classes = 4, 3
-
-        def __init__(self):
-            super().__init__()
-            self.w = nn.Parameter(torch.zeros(1))
-            self.seen = None
-
-        def forward(self, z, y=None):
-            self.seen = y
-            return torch.full((len(z), 1, 8, 8), 100.6 / 127.5 - 1.0)  # 100.6 in uint8 units
-
-    G = Const()
-    x = uint8_images(G, torch.zeros(5, 4), torch.Generator().manual_seed(0))
-    assert x.dtype == torch.uint8 and x.shape == (5, 3, 8, 8)
-    assert (x == 101).all()  # rounded: a plain cast would give 100
-    assert G.seen is not None and G.seen.shape == (5,) and int(G.seen.max()) < 3
 
 
 class Replay(nn.Module):
@@ -234,3 +216,14 @@ def test_cache_is_computed_once_by_concurrent_processes(tmp_path):
     assert [p.exitcode for p in procs] == [0, 0] and [out.get(), out.get()] == [10, 10]
     assert (tmp_path / "computed").read_text() == "x"
     assert not list((tmp_path / "cache").glob(".*tmp*"))  # no temp file left behind
+
+
+def test_the_evaluator_scores_the_images_gan_sampling_draws(fid_cfg):
+    """`gan evaluate`'s grid and D accuracy use sample(G, EVAL_SEED, 0, n): the same images."""
+    cfg = fid_cfg(conditional=True)
+    ev = make_evaluator(cfg, "cpu")
+    G, _ = build_models(cfg, num_classes=10)
+    G.eval()
+    images, labels = sample(G, EVAL_SEED, 0, cfg.fid_samples)
+    assert labels.tolist() == [i % 10 for i in range(cfg.fid_samples)]
+    assert ev.evaluate(G)["fid"] == ev.evaluate_images(images)["fid"]
