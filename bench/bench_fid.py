@@ -24,13 +24,8 @@ from PIL import Image  # noqa: E402
 
 from gan.checkpoint import resolve_device  # noqa: E402
 from gan.config import make_config  # noqa: E402
-from gan.metrics import (  # noqa: E402
-    fd_to,
-    frechet_distance,
-    gaussian,
-    make_evaluator,
-    reference,
-)
+from gan.frechet import fd_to, frechet_distance, gaussian  # noqa: E402
+from gan.metrics import make_evaluator, reference  # noqa: E402
 from gan.models import build_models  # noqa: E402
 from gan.sampling import batches  # noqa: E402
 

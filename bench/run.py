@@ -98,7 +98,7 @@ def fid_weights(data_dir: Path) -> tuple[Path, str]:
     do not depend on the weights' values; FID values from random weights are not standard FIDs,
     and the row says which it used."""
     from gan.config import make_config
-    from gan.metrics import resolve_weights
+    from gan.extractors import resolve_weights
 
     try:
         w = resolve_weights(make_config({}))

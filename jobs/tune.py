@@ -210,7 +210,7 @@ def preflight(spec: Spec) -> None:
     dataset or weights file fails in seconds, not once per trial after minutes: the data is
     readable (or downloadable, then cached for the trials), and metric=fid has its weights."""
     from gan.data import load_split
-    from gan.metrics import URL_INCEPTION_V3, WAYS_OUT, load_weights, resolve_weights
+    from gan.extractors import URL_INCEPTION_V3, WAYS_OUT, load_weights, resolve_weights
 
     variants = [spec.base]
     for key in INPUT_KEYS:

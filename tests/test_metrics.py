@@ -13,11 +13,12 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-from gan import metrics
+from gan import extractors, frechet, metrics
 from gan.config import GanError, make_config
 from gan.data import load_split, to_float
+from gan.frechet import frechet_distance
 from gan.io import cached
-from gan.metrics import frechet_distance, make_evaluator, reference
+from gan.metrics import make_evaluator, reference
 from gan.models import build_models
 from gan.sampling import EVAL_SEED, sample
 
@@ -37,12 +38,12 @@ def test_frechet_matches_scipy_sqrtm(n):
     mu1, mu2, s1, s2 = a.mean(0), b.mean(0), np.cov(a, rowvar=False), np.cov(b, rowvar=False)
     expected = _reference_fd(mu1, s1, mu2, s2)
     assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(expected, rel=1e-6)
-    root = metrics.sqrtm_psd(s1)  # the cached-root path gives the same number
+    root = frechet.sqrtm_psd(s1)  # the cached-root path gives the same number
     assert frechet_distance(mu1, s1, mu2, s2, root) == pytest.approx(expected, rel=1e-6)
     assert frechet_distance(mu1, s1, mu1, s1) == pytest.approx(0.0, abs=1e-6 * np.trace(s1))
     # from fake features straight to cached real statistics (the n x n path when n <= d)
-    real = metrics.gaussian(torch.from_numpy(a), with_sqrt=True)
-    assert metrics.fd_to(real, torch.from_numpy(b)) == pytest.approx(expected, rel=1e-6)
+    real = frechet.gaussian(torch.from_numpy(a), with_sqrt=True)
+    assert frechet.fd_to(real, torch.from_numpy(b)) == pytest.approx(expected, rel=1e-6)
 
 
 def test_frechet_closed_form_gaussians():
@@ -89,7 +90,7 @@ def test_fid_in_memory_self_noise_and_real(fid_cfg, inception_weights):
     assert far["fid"] > 5 * other["fid"] > 0
     assert far["kid_mean"] > other["kid_mean"]  # KID subset size clamped to the 16 samples
     # every result names its weights, and random weights are never called standard
-    assert same["fid_weights"] == metrics.file_sha(inception_weights)
+    assert same["fid_weights"] == extractors.file_sha(inception_weights)
     assert same["fid_standard"] is False and ev.weights.label.startswith("FID* (non-standard")
     assert set(same) >= {"fd_domain", "class_coverage_min", "class_entropy", "classifier_acc"}
 
@@ -162,7 +163,7 @@ def test_prc_without_vgg_weights_is_a_clear_error(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     with pytest.raises(GanError, match="precision/recall .*VGG16.*drop prc"):
-        metrics.vgg(torch.device("cpu"))
+        extractors.vgg(torch.device("cpu"))
 
 
 def test_fd_domain_ranks_noise_early_generator_real(fid_cfg, tmp_path):
