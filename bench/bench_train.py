@@ -19,7 +19,7 @@ from gan.checkpoint import resolve_device
 from gan.config import load_config
 from gan.data import load_split
 from gan.models import build_models
-from gan.train import train_epoch
+from gan.steps import Nets, train_epoch
 
 
 class TextbookDataset(torch.utils.data.Dataset):
@@ -110,8 +110,8 @@ def bench_train(
     best, step = 0.0, 0
     for _ in range(epochs):
         t0 = time.perf_counter()
-        sums, seen, step = train_epoch(G, D, G_ema, opt_g, opt_d, real, None, cfg, step)
-        sums.tolist()  # the epoch's one host sync
+        result = train_epoch(Nets(G, D, opt_g, opt_d, G_ema), real, None, cfg, step=step)
+        seen, step = result.images, result.step  # stats are read back: the epoch's host sync
         best = max(best, seen / (time.perf_counter() - t0))
     results["gan_img_s"] = best
     results["speedup"] = results["gan_img_s"] / results["textbook_img_s"]
@@ -147,10 +147,11 @@ def bench_growth(
         opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
         opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
         B = cfg.batch_size
-        train_epoch(G, D, None, opt_g, opt_d, images[: 2 * B], None, cfg, 0)[0].tolist()  # warm-up
+        nets = Nets(G, D, opt_g, opt_d)
+        train_epoch(nets, images[: 2 * B], None, cfg)  # warm-up
         idx = torch.randint(0, len(images), (steps * B,), device=dev)
         t0 = time.perf_counter()
-        train_epoch(G, D, None, opt_g, opt_d, images[idx], None, cfg, 0)[0].tolist()
+        train_epoch(nets, images[idx], None, cfg)
         per_step = (time.perf_counter() - t0) / steps
         for count in counts:
             rows.append(

@@ -58,19 +58,20 @@ def _packed_trial(args) -> float:
     from gan.config import load_config
     from gan.data import load_split
     from gan.models import build_models
-    from gan.train import train_epoch
+    from gan.steps import Nets, train_epoch
 
     cfg = load_config(preset="fmnist", overrides=list(overrides))
     dev = resolve_device(cfg.device)
     real = load_split(cfg, "train").images.to(dev)
     G, D = (m.to(dev) for m in build_models(cfg))
     opt_g, opt_d = torch.optim.Adam(G.parameters()), torch.optim.Adam(D.parameters())
-    train_epoch(G, D, None, opt_g, opt_d, real[: 2 * cfg.batch_size], None, cfg, 0)[0].tolist()
+    nets = Nets(G, D, opt_g, opt_d)
+    train_epoch(nets, real[: 2 * cfg.batch_size], None, cfg)
     while time.time() < start:  # all trials start together
         time.sleep(0.01)
     seen, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
-        n = train_epoch(G, D, None, opt_g, opt_d, real, None, cfg, 0)[1]
+        n = train_epoch(nets, real, None, cfg).images
         seen += n
     if dev.type == "cuda":
         torch.cuda.synchronize()

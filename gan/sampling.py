@@ -21,6 +21,7 @@ from gan.config import GanError
 from gan.data import to_uint8
 
 MAX_SEED = 2**63 - 1  # seeds are any integer 0 .. MAX_SEED
+GRID_MAX_CLASSES = 16  # a conditional sample grid gets one column per class up to this many
 EVAL_SEED = 2020  # every evaluation draws the same images: epochs compare like with like
 
 
@@ -127,6 +128,26 @@ def grid(images: torch.Tensor, nrow: int = 8, pad: int = 2, scale: int = 1) -> t
         images = images.repeat_interleave(scale, -1).repeat_interleave(scale, -2)
     # make_grid makes 1 channel into 3; keep the images' own channels
     return make_grid(images, nrow=nrow, padding=pad, pad_value=0)[: images.shape[1]]
+
+
+def grid_columns(n_cls: int) -> int:
+    """Columns of a sample grid: one per class for a conditional G of at most GRID_MAX_CLASSES
+    classes, else 8; a grid has 8 rows."""
+    return n_cls if 0 < n_cls <= GRID_MAX_CLASSES else 8
+
+
+def sample_grid(G: torch.nn.Module, seed: int) -> torch.Tensor:
+    """A run's sample grid, images 0 .. n-1 of `seed` as a float (C, H, W) in [0, 1]: 8 rows of
+    8, or for a conditional G of at most 16 classes 8 rows with one column per class (labels in
+    turn). G is left in its mode."""
+    cols = grid_columns(G.num_classes)
+    was = G.training
+    G.eval()
+    try:
+        images, _ = sample(G, seed, 0, 8 * cols)
+    finally:
+        G.train(was)
+    return grid(images, cols).float() / 255
 
 
 def to_pil(image: torch.Tensor) -> Image.Image:

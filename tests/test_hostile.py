@@ -436,11 +436,9 @@ def test_resume_from_an_older_checkpoint_drops_the_lost_epochs(tmp_path, fmnist_
 
 
 def test_non_finite_numbers_are_logged_as_null(tmp_path):
-    from gan.train import _write_json
+    from gan.runlog import write_row
 
-    _write_json(
-        tmp_path / "log.jsonl", {"epoch": 1, "d_loss": float("nan"), "g_loss": float("inf")}
-    )
+    write_row(tmp_path / "log.jsonl", {"epoch": 1, "d_loss": float("nan"), "g_loss": float("inf")})
     assert log_rows(tmp_path) == [{"epoch": 1, "d_loss": None, "g_loss": None}]
 
 

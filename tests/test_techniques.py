@@ -7,7 +7,8 @@ from gan.config import GanError, make_config
 from gan.diffaug import POLICIES, diff_augment, parse_policy
 from gan.losses import r1_penalty
 from gan.models import ARCHS, build_models
-from gan.train import ema_beta, ema_update, train
+from gan.steps import ema_beta, ema_update
+from gan.train import train
 
 # -- every architecture: shapes, range, and a gradient for every parameter (as timm tests) ------
 

@@ -11,11 +11,13 @@ import time
 import pytest
 import torch
 
-from gan import train as train_mod
+from gan import steps
 from gan.checkpoint import TrainState, load_checkpoint, numbered
 from gan.config import GanError
 from gan.models import build_models
-from gan.train import g_step, train
+from gan.sampling import sample_grid
+from gan.steps import g_step
+from gan.train import train
 
 
 def _weights(path):
@@ -156,13 +158,13 @@ def test_g_step_leaves_d_untouched(tiny):
 def test_a_conditional_sample_grid_has_one_column_per_class(tiny):
     cfg = tiny(conditional=True)
     G, _ = build_models(cfg, num_classes=10)
-    z, y = train_mod.fixed_noise(cfg, 10, torch.device("cpu"))
-    assert torch.equal(y.view(8, 10), torch.arange(10).repeat(8, 1))  # row after row, 0..9
-    side = cfg.image_size + 2  # make_grid's 2-pixel padding
-    assert train_mod.sample_grid(G, z, y).shape[1:] == (8 * side + 2, 10 * side + 2)
+    seen = []
+    G.register_forward_hook(lambda m, args, out: seen.append(args[1]))
+    side = cfg.image_size + 2  # the grid's 2-pixel padding
+    assert sample_grid(G, cfg.seed).shape == (1, 8 * side + 2, 10 * side + 2)
+    assert torch.equal(seen[0].view(8, 10), torch.arange(10).repeat(8, 1))  # each row 0..9
     G_plain, _ = build_models(tiny())
-    z, y = train_mod.fixed_noise(tiny(), 0, torch.device("cpu"))
-    assert y is None and train_mod.sample_grid(G_plain, z, y).shape[1:] == (8 * side + 2,) * 2
+    assert sample_grid(G_plain, cfg.seed).shape == (1, 8 * side + 2, 8 * side + 2)
 
 
 def test_losses_move_in_the_adversarial_game(tmp_path, tiny):
@@ -181,7 +183,7 @@ def test_losses_move_in_the_adversarial_game(tmp_path, tiny):
 
 def test_divergence_is_reported_and_stops(tmp_path, tiny, monkeypatch):
     reports = []
-    original = train_mod.d_loss
+    original = steps.d_loss
     calls = {"n": 0}
 
     def exploding(*args, **kwargs):
@@ -189,7 +191,7 @@ def test_divergence_is_reported_and_stops(tmp_path, tiny, monkeypatch):
         loss = original(*args, **kwargs)
         return loss * float("nan") if calls["n"] > 8 else loss  # epoch 2 of 8 steps/epoch
 
-    monkeypatch.setattr(train_mod, "d_loss", exploding)
+    monkeypatch.setattr(steps, "d_loss", exploding)
     cfg = tiny(epochs=4)  # eval_every=-1: the divergence is the only report
     result = train(cfg, tmp_path / "run", lambda m, c: reports.append((m, c)))
     assert result["status"] == "diverged" and result["epoch"] == 2

@@ -1,0 +1,155 @@
+"""One step and one epoch of adversarial training: `train_epoch` -> `d_step` / `g_step`, and the
+EMA of G that every step updates."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from gan.config import Config
+from gan.data import augment, to_float
+from gan.diffaug import diff_augment, parse_policy
+from gan.losses import d_loss, g_loss, r1_penalty
+
+# an epoch's stats, in the order of the log and the console line
+STATS = ("d_loss", "g_loss", "d_real", "d_fake", "d_acc_real", "d_acc_fake")
+
+
+@dataclass
+class Nets:
+    """What an epoch of training updates: G and D (compiled or not), their optimisers, G_ema."""
+
+    G: nn.Module
+    D: nn.Module
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    G_ema: nn.Module | None = None
+
+
+@dataclass
+class EpochResult:
+    stats: dict[str, float]  # the means of STATS over the epoch's steps
+    images: int  # real images seen
+    step: int  # G steps so far, this epoch's included
+
+
+# -- one step ---------------------------------------------------------------------------------
+
+
+def d_step(
+    D, opt_d, real, fake, y_real, y_fake, cfg: Config, r1: bool = False
+) -> dict[str, torch.Tensor]:
+    """One D update on a real and a (detached) fake batch, both through DiffAugment when on, with
+    the lazy R1 penalty when `r1`. Returns D's loss, mean D(x) and D(G(z)) as probabilities, and
+    its accuracy on each side, as 0-d tensors on the device (no host sync)."""
+    policy = parse_policy(cfg.diffaug)
+    real_in = diff_augment(real, policy)
+    if r1:  # R1 differentiates D's output on the real images D sees (augmented ones)
+        real_in = real_in.detach().requires_grad_(True)
+    d_real = D(real_in, y_real)
+    d_fake = D(diff_augment(fake.detach(), policy), y_fake)
+    loss = d_loss(d_real, d_fake, cfg.loss, cfg.label_smoothing, cfg.label_noise)
+    total = loss
+    if r1:  # weighted by r1_every: one penalty stands for the r1_every steps it skipped
+        total = loss + 0.5 * cfg.r1_gamma * cfg.r1_every * r1_penalty(d_real, real_in)
+    opt_d.zero_grad(set_to_none=True)
+    total.backward()
+    opt_d.step()
+    with torch.no_grad():
+        d_r, d_f = d_real.float(), d_fake.float()
+        return {
+            "d_loss": loss.detach().float(),
+            "d_real": torch.sigmoid(d_r).mean(),
+            "d_fake": torch.sigmoid(d_f).mean(),
+            "d_acc_real": (d_r > 0).float().mean(),
+            "d_acc_fake": (d_f < 0).float().mean(),
+        }
+
+
+def g_step(G, D, opt_g, fake, y_fake, cfg: Config) -> torch.Tensor:
+    """One G update through a frozen D (seed 000): D gets no gradients and its weights stay put."""
+    D.requires_grad_(False)
+    try:
+        loss = g_loss(D(diff_augment(fake, parse_policy(cfg.diffaug)), y_fake), cfg.loss)
+        opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_g.step()
+    finally:
+        D.requires_grad_(True)
+    return loss.detach()
+
+
+def ema_beta(cfg: Config, step: int) -> float:
+    """The EMA decay after G step `step` (1-based)."""
+    if cfg.ema_rampup > 0:
+        # StyleGAN2-ADA: ema_decay's half-life in images, capped at ema_rampup x images seen, so
+        # that G_ema never averages over mostly untrained weights
+        half_life = cfg.batch_size * math.log(0.5) / math.log(cfg.ema_decay)
+        half_life = min(half_life, cfg.ema_rampup * step * cfg.batch_size)
+        return 0.5 ** (cfg.batch_size / max(half_life, 1e-8))
+    return min(cfg.ema_decay, (1 + step) / (10 + step))  # the fixed ramp of older runs
+
+
+@torch.no_grad()
+def ema_update(G_ema: nn.Module, G: nn.Module, decay: float) -> None:
+    """G_ema <- decay * G_ema + (1 - decay) * G; buffers (BatchNorm statistics) are copied."""
+    torch._foreach_lerp_(list(G_ema.parameters()), list(G.parameters()), 1.0 - decay)
+    for b_ema, b in zip(G_ema.buffers(), G.buffers(), strict=True):
+        b_ema.copy_(b)
+
+
+# -- one epoch --------------------------------------------------------------------------------
+
+
+def train_epoch(
+    nets: Nets,
+    real: torch.Tensor,
+    labels: torch.Tensor | None,
+    cfg: Config,
+    *,
+    step: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> EpochResult:
+    """One pass over the device-resident uint8 `real` (and its labels, for a conditional G) in
+    shuffled batches: per batch, one D step and (every d_steps batches) one G step and EMA update.
+    The stats stay on the device until the epoch's one host sync at the end."""
+    G, D = nets.G, nets.D
+    device = real.device
+    n, B = real.shape[0], cfg.batch_size
+    perm = torch.randperm(n).to(device)  # the global CPU RNG: saved in checkpoints for exact resume
+    n_cls = G.num_classes
+    amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda")
+    sums = {k: torch.zeros((), device=device) for k in STATS}
+    steps = n // B  # drop the last partial batch: BatchNorm misbehaves on tiny batches
+    for i in range(steps):
+        idx = perm[i * B : (i + 1) * B]
+        x = to_float(real[idx])  # (B, C, H, W) in [-1, 1]
+        if cfg.hflip or cfg.rotate or cfg.zoom:
+            x = augment(x, cfg.hflip, cfg.rotate, cfg.zoom)  # real images only (seed 000)
+        x = x.contiguous(memory_format=torch.channels_last)  # faster convs on GPU and CPU alike
+        y_real = labels[idx] if n_cls else None
+        y_fake = torch.randint(0, n_cls, (B,), device=device) if n_cls else None
+        do_g = (i + 1) % cfg.d_steps == 0
+        z = torch.randn(B, G.latent_dim, device=device)
+        with amp:
+            # D: real vs fake; G's graph is kept only when G steps on this batch
+            with torch.set_grad_enabled(do_g):
+                fake = G(z, y_fake)
+            r1 = cfg.r1_gamma > 0 and i % cfg.r1_every == 0
+            for k, v in d_step(D, nets.opt_d, x, fake, y_real, y_fake, cfg, r1).items():
+                sums[k] += v
+            # G: fool the frozen D, then move G_ema towards G
+            if do_g:
+                # g_loss is the mean over G steps: d_steps batches per G step
+                sums["g_loss"] += g_step(G, D, nets.opt_g, fake, y_fake, cfg).float() * cfg.d_steps
+                step += 1
+                if nets.G_ema is not None:
+                    ema_update(nets.G_ema, G, ema_beta(cfg, step))
+        if progress is not None:
+            progress(i + 1, steps)
+    means = (torch.stack([sums[k] for k in STATS]) / max(steps, 1)).tolist()  # the host sync
+    return EpochResult(dict(zip(STATS, means, strict=True)), steps * B, step)
