@@ -10,15 +10,8 @@ from PIL import Image
 
 from gan import data as data_module
 from gan.config import GanError
-from gan.data import (
-    augment,
-    convert_channels,
-    load_split,
-    pil_to_array,
-    resize,
-    to_float,
-    to_uint8,
-)
+from gan.data import augment, load_split, to_float, to_uint8
+from gan.sources import convert_channels, pil_to_array, resize
 
 
 def _write_fmnist_folder(root, tiny, n_per_class=6, classes=(0, 1, 7)):

@@ -186,7 +186,7 @@ def test_zip_member_read_is_capped_while_reading(tmp_path, fmnist_dir):
     """Headers can lie: the cap holds on the bytes actually unpacked, in chunks."""
     import zipfile
 
-    from gan.data import _read_capped
+    from gan.sources import _read_capped
 
     archive = image_zip(tmp_path / "one.zip", fmnist_dir, n=1)
     with zipfile.ZipFile(archive) as zf:

@@ -183,7 +183,7 @@ def test_baked_assets_are_the_ones_gan_reads():
     # torchvision puts Fashion-MNIST in <root>/FashionMNIST/raw, where gan reads the IDX files
     assert env["GAN_FMNIST_DIR"].endswith("/FashionMNIST/raw")
     shown = subprocess.run(
-        [sys.executable, "-c", "import gan.data as d; print(d.FMNIST_SYSTEM_DIR)"],
+        [sys.executable, "-c", "import gan.sources as d; print(d.FMNIST_SYSTEM_DIR)"],
         env={**os.environ, "GAN_FMNIST_DIR": env["GAN_FMNIST_DIR"]},
         capture_output=True,
         text=True,
