@@ -11,10 +11,10 @@ import math
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch.nn.utils.parametrizations import spectral_norm as _sn
 
 from gan.config import Config, GanError
+from gan.resnet import DBlock, ResGBody, SumPool, xavier_init
 
 
 def plan(image_size: int) -> tuple[int, int]:
@@ -213,80 +213,6 @@ def dcgan_d(width, channels, dropout, image_size, **_):
 # residual downsampling blocks in D (spectral norm from the spectral_norm key), sum pooling ----
 
 
-class CondBatchNorm2d(nn.Module):
-    """BatchNorm whose scale and shift come from the class label (BigGAN's conditional BN)."""
-
-    def __init__(self, c: int, num_classes: int):
-        super().__init__()
-        self.bn = nn.BatchNorm2d(c, affine=False)
-        self.gain, self.bias = nn.Embedding(num_classes, c), nn.Embedding(num_classes, c)
-        nn.init.ones_(self.gain.weight)
-        nn.init.zeros_(self.bias.weight)
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.bn(x) * self.gain(y)[:, :, None, None] + self.bias(y)[:, :, None, None]
-
-
-class GBlock(nn.Module):
-    """BN-ReLU-up-conv3-BN-ReLU-conv3 plus an up-conv1 shortcut: (B, c_in, H, W) -> (B, c_out, 2H,
-    2W); its BatchNorms are conditional when num_classes > 0."""
-
-    def __init__(self, c_in: int, c_out: int, num_classes: int = 0):
-        super().__init__()
-        self.cond = num_classes > 0
-        self.bn1 = CondBatchNorm2d(c_in, num_classes) if self.cond else nn.BatchNorm2d(c_in)
-        self.bn2 = CondBatchNorm2d(c_out, num_classes) if self.cond else nn.BatchNorm2d(c_out)
-        self.conv1, self.conv2 = nn.Conv2d(c_in, c_out, 3, 1, 1), nn.Conv2d(c_out, c_out, 3, 1, 1)
-        self.skip = nn.Conv2d(c_in, c_out, 1)
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        h = F.relu(self.bn1(x, y) if self.cond else self.bn1(x))
-        h = self.conv1(F.interpolate(h, scale_factor=2.0, mode="nearest"))  # (B, c_out, 2H, 2W)
-        h = self.conv2(F.relu(self.bn2(h, y) if self.cond else self.bn2(h)))
-        return h + self.skip(F.interpolate(x, scale_factor=2.0, mode="nearest"))
-
-
-class ResGBody(nn.Module):
-    """n_up GBlocks, then BN-ReLU-conv3-Tanh to the image channels; takes the labels."""
-
-    takes_labels = True  # Generator passes y here instead of concatenating an embedding to z
-
-    def __init__(self, ch: list[int], channels: int, num_classes: int = 0):
-        super().__init__()
-        self.blocks = nn.ModuleList(
-            GBlock(a, b, num_classes) for a, b in zip(ch[:-1], ch[1:], strict=True)
-        )
-        self.out = nn.Sequential(
-            nn.BatchNorm2d(ch[-1]), nn.ReLU(True), nn.Conv2d(ch[-1], channels, 3, 1, 1), nn.Tanh()
-        )
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        for block in self.blocks:
-            x = block(x, y)  # (B, ch[i+1], 2H, 2W)
-        return self.out(x)
-
-
-class DBlock(nn.Module):
-    """ReLU-conv3-ReLU-conv3 (+ 2x2 average pool) plus a conv1 shortcut. The first block (SNGAN's
-    optimized block) skips the leading ReLU and pools before its shortcut conv."""
-
-    def __init__(self, c_in: int, c_out: int, down: bool, first: bool = False):
-        super().__init__()
-        self.down, self.first = down, first
-        self.conv1, self.conv2 = nn.Conv2d(c_in, c_out, 3, 1, 1), nn.Conv2d(c_out, c_out, 3, 1, 1)
-        self.skip = nn.Conv2d(c_in, c_out, 1) if (down or c_in != c_out) else nn.Identity()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(x if self.first else F.relu(x))
-        h = self.conv2(F.relu(h))
-        if self.down:
-            h = F.avg_pool2d(h, 2)  # (B, c_out, H/2, W/2), floored for odd sides
-        if self.first and self.down:
-            return h + self.skip(F.avg_pool2d(x, 2))
-        s = self.skip(x)
-        return h + (F.avg_pool2d(s, 2) if self.down else s)
-
-
 def resnet_g(width, channels, image_size, upsample, z_in, num_classes=0, **_):
     if upsample not in ("default", "nearest"):
         raise GanError(
@@ -307,21 +233,6 @@ def resnet_d(width, channels, image_size, **_):
     blocks += [DBlock(ch[-1], ch[-1], down=False)]  # one more block at the coarsest side
     # ReLU then sum over space (SNGAN), not a mean: (B, ch[-1])
     return nn.Sequential(*blocks, nn.ReLU(), SumPool())
-
-
-class SumPool(nn.Module):
-    """(B, C, H, W) -> (B, C), summed over space."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.sum((2, 3))
-
-
-def xavier_init(m: nn.Module) -> None:
-    """SNGAN's initialisation of residual nets: Xavier-uniform convs and linears, zero biases."""
-    if isinstance(m, (nn.Conv2d, nn.Linear)):
-        nn.init.xavier_uniform_(m.weight)
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
 
 
 ARCHS = {
