@@ -171,7 +171,7 @@ def _print_row(label: str, r: dict) -> None:
     )
 
 
-def _interp_log(xs: list[float], ys: list[float], x: float) -> float | None:
+def interp_log(xs: list[float], ys: list[float], x: float) -> float | None:
     """log-linear interpolation of y at x on a rising xs; None outside [xs[0], xs[-1]]."""
     if not xs or x < xs[0] or x > xs[-1]:
         return None
@@ -189,7 +189,7 @@ def ratios(rows: list[dict], ref: list[dict]) -> list[dict]:
             r["fd_domain"] / ref_fd[r["epoch"]] if r["epoch"] in ref_fd else None
         )
         for key in ("seconds", "cpu_seconds"):
-            at = _interp_log([x[key] for x in ref], [x["fd_domain"] for x in ref], r[key])
+            at = interp_log([x[key] for x in ref], [x["fd_domain"] for x in ref], r[key])
             row[f"vs_ref_at_{key}"] = r["fd_domain"] / at if at else None
         out.append(row)
     return out

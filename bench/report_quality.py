@@ -15,6 +15,9 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_quality import interp_log  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 COLOURS = [
     (0, 0, 0),
@@ -122,6 +125,39 @@ def table(quality: dict) -> str:
     return "\n".join(lines)
 
 
+def at_budget(quality: dict) -> tuple[float, list[dict]]:
+    """Every full-length curve's fd_domain at one CPU budget: the largest number of CPU seconds
+    that all of them reach (log-linear between their epochs, never extrapolated), best first."""
+    full = {
+        k: v["curve"] for k, v in quality["recipes"].items() if len(v["curve"]) >= quality["epochs"]
+    }
+    budget = min(c[-1]["cpu_seconds"] for c in full.values())
+    rows = []
+    for name, curve in full.items():
+        xs, ys = [r["cpu_seconds"] for r in curve], [r["fd_domain"] for r in curve]
+        fd = interp_log(xs, ys, budget)
+        reached = max(r["epoch"] for r in curve if r["cpu_seconds"] <= budget * (1 + 1e-9))
+        if fd is not None:
+            rows.append({"recipe": name, "fd_domain": fd, "epochs_done": reached})
+    return budget, sorted(rows, key=lambda r: r["fd_domain"])
+
+
+def budget_table(quality: dict) -> str:
+    """Markdown: at_budget's rows, with each one's ratio to the best."""
+    budget, rows = at_budget(quality)
+    lines = [
+        f"| recipe (full {quality['epochs']}-epoch curves) | fd_domain at {budget:.0f} CPU s "
+        "| whole epochs done by then | × best |",
+        "|---|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['recipe']} | {r['fd_domain']:.2f} | {r['epochs_done']} "
+            f"| {r['fd_domain'] / rows[0]['fd_domain']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("results", help="a bench/results/*.json with a quality row")
@@ -137,6 +173,8 @@ def main() -> int:
     where = m["gpu"] or f"{m['cores']} CPU cores"
     plot(res["quality"], Path(args.png), f"fd_domain (10k vs test, log) on {where}")
     print(table(res["quality"]))
+    print()
+    print(budget_table(res["quality"]))
     return 0
 
 

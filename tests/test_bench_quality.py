@@ -61,3 +61,23 @@ def test_quick_report_tables_come_from_the_json():
     b, n = before["winner_10k"]["fd_domain"], now["winner_10k"]["fd_domain"]
     assert f"| winner's fd_domain, 10k vs test | {b:.2f} | {n:.2f} |" in quick.splitlines()
     assert f"x{now['winner_10k']['fd_domain'] / before['winner_10k']['fd_domain']:.2f}" in quick
+
+
+def test_the_budget_table_compares_full_curves_at_one_cpu_budget():
+    from report_quality import at_budget, budget_table
+
+    quality = {
+        "epochs": 2,
+        "recipes": {
+            "slow": {"curve": _curve([40.0, 10.0], [100.0, 300.0])},  # CPU s 200, 600
+            "fast": {"curve": _curve([20.0, 15.0], [100.0, 200.0])},  # CPU s 200, 400
+            "short": {"curve": _curve([1.0], [10.0])},  # one epoch of two: left out
+        },
+    }
+    budget, rows = at_budget(quality)
+    assert budget == 400.0  # the most CPU seconds every full curve reaches
+    assert [r["recipe"] for r in rows] == ["fast", "slow"]
+    assert rows[0]["fd_domain"] == pytest.approx(15.0) and rows[0]["epochs_done"] == 2
+    assert rows[1]["fd_domain"] == pytest.approx(20.0)  # halfway in log from 40 to 10
+    assert rows[1]["epochs_done"] == 1
+    assert budget_table(quality).splitlines()[3] == "| slow | 20.00 | 1 | 1.33 |"
