@@ -12,12 +12,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-import ray
-
 from gan.best import final_values
 from gan.cli import guarded
 from gan.config import GanError, make_config, to_dict
-from jobs.tune import build_tuner, check_resources, ray_cleanup, resolve_storage
+from jobs.tune import build_tuner, check_resources, ray_cleanup, resolve_storage, start_ray
 from jobs.tune_spec import Spec, resolve_paths
 
 
@@ -52,8 +50,7 @@ def run_final(
     """Retrain (or resume retraining) the best config; returns its final metrics and run dir."""
     cfg = make_config(resolve_paths(final_values(from_dir, overrides)))
     storage = resolve_storage(storage)
-    if not ray.is_initialized():
-        ray.init()  # joins RAY_ADDRESS if set (ray job submit), else starts a local Ray
+    start_ray()
     spec = check_resources(
         final_spec(cfg, f"{cfg.name}-final", cpu, gpu, max_failures), require_gpu
     )

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import posixpath
+import secrets
 import shutil
 import sys
 import time
@@ -278,8 +279,7 @@ def run_tune(
     exp_path = f"{storage}/{spec.name}"
     tune_yaml = check_same_experiment(spec_file, spec.name, exp_path)
     preflight(spec)
-    if not ray.is_initialized():
-        ray.init()  # joins RAY_ADDRESS if set (ray job submit, a cluster), else starts a local Ray
+    start_ray()
     spec = check_resources(spec, require_gpu)
     remember_experiment(exp_path, tune_yaml)
     # Ray snapshots the experiment at every kept checkpoint and then warns that it does so often
@@ -288,6 +288,48 @@ def run_tune(
     results = build_tuner(spec, storage, trainable).fit()
     print(f"tune wall time {time.time() - t0:.0f} s", flush=True)
     return write_outputs(results, spec, exp_path)
+
+
+def start_ray() -> None:
+    """Join the cluster of RAY_ADDRESS (set by `ray job submit`), else start a local Ray with
+    token authentication (RAY_AUTH_MODE=token unless the environment says otherwise). A local
+    Ray's GCS and workers listen on this host's network address, not only on loopback; without
+    the token nobody else on the network can submit work to them. Set explicitly, the mode is
+    also one that Ray does not warn about at every start."""
+    if ray.is_initialized():
+        return
+    if not os.environ.get("RAY_ADDRESS"):
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+        if os.environ["RAY_AUTH_MODE"] == "token":
+            owner_only_token()
+    ray.init()
+
+
+def owner_only_token() -> Path | None:
+    """The token file a local Ray authenticates with, made (or narrowed to) owner-only: Ray
+    2.60 writes ~/.ray/auth_token with the umask's mode (0644 under 0022: readable by every user
+    of the host). None when RAY_AUTH_TOKEN holds the token itself."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return None
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            if path.stat().st_mode & 0o077:
+                path.chmod(0o600)
+                print(f"note: {path} was readable by other users; now owner-only", flush=True)
+            return path
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))  # 256 bits, as Ray makes its own
+    except OSError as e:
+        raise GanError(
+            f"cannot write the local Ray's token file {path} ({e.strerror}); set "
+            "RAY_AUTH_TOKEN_PATH=FILE to a writable place, or RAY_AUTH_MODE=disabled on a "
+            "single-user host"
+        ) from None
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,7 @@ def ray_session():
     # never join a cluster named by the environment; workers import `gan` and `jobs` as
     # installed, as a cluster's workers do from the image
     os.environ.pop("RAY_ADDRESS", None)
+    os.environ.setdefault("RAY_AUTH_MODE", "token")  # as the jobs start a local Ray
     if not ray.is_initialized():
         ray.init(
             address="local",

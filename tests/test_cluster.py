@@ -124,6 +124,16 @@ def test_gpu_workers_hold_a_gpu_s_worth_of_trials():
             assert node["CPU"] >= trial["cpu"] * per_gpu * node["GPU"], node
 
 
+def test_both_clusters_turn_on_ray_token_authentication():
+    assert rayjob()["RayJob"]["spec"]["rayClusterSpec"]["authOptions"] == {"mode": "token"}
+    cluster = ray_cluster()
+    starts = cluster["head_start_ray_commands"] + cluster["worker_start_ray_commands"]
+    ray_starts = [c for c in starts if "ray start" in c]
+    assert len(ray_starts) == 2 and all("RAY_AUTH_MODE=token ray start" in c for c in ray_starts)
+    # every node reads the same token where the image's user (HOME /home/ray) looks for it
+    assert cluster["file_mounts"] == {"/home/ray/.ray/auth_token": "~/.ray/auth_token"}
+
+
 def test_ray_cluster_config_is_what_ray_up_accepts():
     from ray.autoscaler._private.util import prepare_config, validate_config
 

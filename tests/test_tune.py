@@ -425,3 +425,35 @@ def csv_rows(path: Path):
 
     with open(path) as f:
         yield from csv.DictReader(f)
+
+
+def test_a_local_ray_starts_with_owner_only_token_authentication(tmp_path, monkeypatch):
+    import stat
+
+    from jobs import tune as tune_mod
+
+    token = tmp_path / ".ray" / "auth_token"
+    for key in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(token))
+    started = []
+    monkeypatch.setattr(tune_mod.ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(tune_mod.ray, "init", lambda: started.append(os.environ["RAY_AUTH_MODE"]))
+    tune_mod.start_ray()
+    assert started == ["token"]
+    assert stat.S_IMODE(token.stat().st_mode) == 0o600 and len(token.read_text()) == 64
+    secret = token.read_text()
+    token.chmod(0o644)  # as Ray 2.60 writes its own token file
+    tune_mod.start_ray()
+    assert stat.S_IMODE(token.stat().st_mode) == 0o600 and token.read_text() == secret
+    token.unlink()
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # the user's choice is kept
+    tune_mod.start_ray()
+    assert started[-1] == "disabled" and not token.exists()
+    monkeypatch.delenv("RAY_AUTH_MODE")
+    monkeypatch.setenv("RAY_ADDRESS", "ray://head:10001")  # a cluster decides for itself
+    monkeypatch.setattr(
+        tune_mod.ray, "init", lambda: started.append(os.environ.get("RAY_AUTH_MODE"))
+    )
+    tune_mod.start_ray()
+    assert started[-1] is None and not token.exists()
