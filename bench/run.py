@@ -2,8 +2,8 @@
 
 Each row compares gan against a reference measured in the same run on the same machine; only
 ratios and same-run numbers are reported. GPU-only rows say "pending" where no GPU is present.
-Options: --quick (smaller counts, for a smoke run), --only NAME[,NAME] (train, fid, packing,
-asha, screen, quick, growth, quality), --data-dir DIR (prepared data and caches; default data/),
+Options: --quick (smaller counts, for a smoke run), --only NAME[,NAME] (train, fid, frechet,
+packing, asha, screen, quick, growth, quality), --data-dir DIR (prepared data and caches; default data/),
 --recipes (quality: which presets to curve against the textbook DCGAN; default every
 Fashion-MNIST one).
 """
@@ -120,7 +120,9 @@ def fid_weights(data_dir: Path) -> tuple[Path, str]:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="small counts: a smoke run of every row")
-    p.add_argument("--only", default="train,fid,packing,asha,screen,quick,growth,quality")
+    p.add_argument(
+        "--only", default="train,fid,frechet,packing,asha,screen,quick,growth,quality"
+    )
     p.add_argument("--recipes", default="", help="quality: comma-separated presets (or L=preset)")
     p.add_argument(
         "--set",
@@ -168,6 +170,16 @@ def main() -> int:
             **bench_fid(50 if q else 500, weights, data_dir=args.data_dir),
         }
         print(f"fid: {json.dumps(out['fid'])}", flush=True)
+    if "frechet" in only:
+        from bench_fid import frechet_scaling
+
+        out["frechet"] = frechet_scaling((500, 2048) if q else (500, 2048, 5000, 10000))
+        for r in out["frechet"]:
+            print(
+                f"frechet n={r['n']} ({r['path']}): ours {r['ours_s']} s, eigvals "
+                f"{r['eigvals_s']} s, x{r['ratio_vs_eigvals']}",
+                flush=True,
+            )
     if "packing" in only:
         if torch.cuda.is_available():
             out["packing"] = bench_packing(seconds=5 if q else 20, data_dir=args.data_dir)
