@@ -299,10 +299,26 @@ def start_ray() -> None:
     if ray.is_initialized():
         return
     if not os.environ.get("RAY_ADDRESS"):
-        os.environ.setdefault("RAY_AUTH_MODE", "token")
-        if os.environ["RAY_AUTH_MODE"] == "token":
-            owner_only_token()
+        local_token_auth()
     ray.init()
+
+
+def local_token_auth() -> None:
+    """Token authentication for a local Ray that this process starts: RAY_AUTH_MODE=token unless
+    the environment already says, and an owner-only token file. Ray reads the mode once, when
+    it is imported, so its config is read again here, as Ray does when it turns the mode on."""
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    if os.environ["RAY_AUTH_MODE"] != "token":
+        return
+    owner_only_token()
+    reload_ray_config()
+
+
+def reload_ray_config() -> None:
+    """Make this process's Ray read its environment again (as ray.init does for its own default)."""
+    from ray._raylet import Config
+
+    Config.initialize("")
 
 
 def owner_only_token() -> Path | None:

@@ -14,8 +14,10 @@ def ray_session():
     # never join a cluster named by the environment; workers import `gan` and `jobs` as
     # installed, as a cluster's workers do from the image
     os.environ.pop("RAY_ADDRESS", None)
-    os.environ.setdefault("RAY_AUTH_MODE", "token")  # as the jobs start a local Ray
     if not ray.is_initialized():
+        from jobs.tune import local_token_auth
+
+        local_token_auth()  # token authentication, as the jobs start a local Ray
         ray.init(
             address="local",
             num_cpus=2,

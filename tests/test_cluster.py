@@ -266,6 +266,10 @@ def ray_env(tmp_path) -> dict[str, str]:
     # machine may have made there would lock our worker out of our head)
     (tmp_path / "home").mkdir()
     env["HOME"] = str(tmp_path / "home")
+    # this test is about losing a node: the nodes run without token authentication whatever the
+    # test process's own Ray uses (the manifests' authentication is checked above)
+    env["RAY_AUTH_MODE"] = "disabled"
+    env.pop("RAY_AUTH_TOKEN_PATH", None)
     # notice a lost node in ~3 s rather than ~15 s (read by the head's GCS)
     env.update(RAY_health_check_period_ms="1000", RAY_health_check_failure_threshold="3")
     return env

@@ -436,11 +436,12 @@ def test_a_local_ray_starts_with_owner_only_token_authentication(tmp_path, monke
     for key in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN"):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(token))
-    started = []
+    started, reloaded = [], []
+    monkeypatch.setattr(tune_mod, "reload_ray_config", lambda: reloaded.append(1))
     monkeypatch.setattr(tune_mod.ray, "is_initialized", lambda: False)
     monkeypatch.setattr(tune_mod.ray, "init", lambda: started.append(os.environ["RAY_AUTH_MODE"]))
     tune_mod.start_ray()
-    assert started == ["token"]
+    assert started == ["token"] and reloaded == [1]  # Ray read the mode before it was set
     assert stat.S_IMODE(token.stat().st_mode) == 0o600 and len(token.read_text()) == 64
     secret = token.read_text()
     token.chmod(0o644)  # as Ray 2.60 writes its own token file
@@ -457,3 +458,14 @@ def test_a_local_ray_starts_with_owner_only_token_authentication(tmp_path, monke
     )
     tune_mod.start_ray()
     assert started[-1] is None and not token.exists()
+
+
+@pytest.mark.ray
+def test_the_tests_local_ray_checks_an_owner_only_token(ray_session):
+    import stat
+
+    from ray._raylet import AuthenticationMode, get_authentication_mode
+
+    assert get_authentication_mode() == AuthenticationMode.TOKEN  # as jobs.tune.start_ray does
+    token = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+    assert stat.S_IMODE(token.stat().st_mode) == 0o600
