@@ -1,4 +1,4 @@
-"""The quality figure and table from a bench JSON: fd_domain against epoch and against training
+"""The quality figure and table from a bench JSON: fd_domain against epoch and against training CPU
 seconds for every recipe (log scale), and a Markdown table of the curves with their ratios to
 the textbook reference of the same run.
 
@@ -80,21 +80,22 @@ def plot(quality: dict, path: Path, title: str) -> None:
     """Two panels (per epoch, per training second), log fd_domain, one line per recipe."""
     curves = {k: v["curve"] for k, v in quality["recipes"].items()}
     font = ImageFont.load_default(size=14)
-    W, H = 1200, 520
+    W, H = 1200, 540
     img = Image.new("RGB", (W, H), "white")
     draw = ImageDraw.Draw(img)
     draw.text((W / 2, 10), title, fill=(0, 0, 0), font=font, anchor="ma")
     draw.text((18, 260), "fd_domain", fill=(0, 0, 0), font=font, anchor="lm")
     _panel(draw, (120, 40, 560, 420), curves, "epoch", "epoch", font, log_x=False)
-    _panel(draw, (680, 40, 1120, 420), curves, "seconds", "training seconds (wall)", font, True)
-    x = 120
+    _panel(draw, (680, 40, 1120, 420), curves, "cpu_seconds", "training CPU seconds", font, True)
+    x, y = 120, 474
     for i, name in enumerate(curves):
         colour = COLOURS[i % len(COLOURS)]
-        draw.line([(x, 482), (x + 24, 482)], fill=colour, width=3)
-        draw.text((x + 30, 482), name, fill=(0, 0, 0), font=font, anchor="lm")
-        x += 40 + int(draw.textlength(name, font=font))
-        if x > W - 150:
-            x = 120
+        width = 40 + int(draw.textlength(name, font=font))
+        if x + width > W - 40:  # the next legend row
+            x, y = 120, y + 22
+        draw.line([(x, y), (x + 24, y)], fill=colour, width=3)
+        draw.text((x + 30, y), name, fill=(0, 0, 0), font=font, anchor="lm")
+        x += width
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path)
 
