@@ -1,6 +1,6 @@
-"""The quality figure and table from a bench JSON: fd_domain against epoch and against training CPU
-seconds for every recipe (log scale), and a Markdown table of the curves with their ratios to
-the textbook reference of the same run.
+"""The quality figure and tables from a bench JSON: fd_domain against epoch and against training
+CPU seconds for every recipe (log scale), a Markdown table of the curves with their ratios to
+the textbook reference of the same run, and every full curve at one CPU budget.
 
     python bench/report_quality.py bench/results/cpu-....json [--png docs/quality.png]
 """

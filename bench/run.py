@@ -3,9 +3,9 @@
 Each row compares gan against a reference measured in the same run on the same machine; only
 ratios and same-run numbers are reported. GPU-only rows say "pending" where no GPU is present.
 Options: --quick (smaller counts, for a smoke run), --only NAME[,NAME] (train, fid, frechet,
-packing, asha, screen, quick, growth, quality), --data-dir DIR (prepared data and caches; default data/),
---recipes (quality: which presets to curve against the textbook DCGAN; default every
-Fashion-MNIST one).
+packing, asha, screen, quick, growth, quality), --data-dir DIR (prepared data and caches;
+default data/), --recipes (quality: which presets to curve against the textbook DCGAN; default
+every Fashion-MNIST one).
 """
 
 from __future__ import annotations
