@@ -120,9 +120,7 @@ def fid_weights(data_dir: Path) -> tuple[Path, str]:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="small counts: a smoke run of every row")
-    p.add_argument(
-        "--only", default="train,fid,frechet,packing,asha,screen,quick,growth,quality"
-    )
+    p.add_argument("--only", default="train,fid,frechet,packing,asha,screen,quick,growth,quality")
     p.add_argument("--recipes", default="", help="quality: comma-separated presets (or L=preset)")
     p.add_argument(
         "--set",
