@@ -16,10 +16,10 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)  ## create .venv and install gan with the pinned versions of constraints.txt
 
-test: $(STAMP)  ## every test (real Fashion-MNIST slices, CPU, two-node Ray cluster; ~6 min)
+test: $(STAMP)  ## every test (real Fashion-MNIST slices, CPU, two-node Ray cluster; ~11 min)
 	$(PY) -m pytest -q
 
-test-fast: $(STAMP)  ## the tests without the two slow Ray ones (~4 min)
+test-fast: $(STAMP)  ## the tests without the two slow Ray ones
 	$(PY) -m pytest -q -m "not slow"
 
 lint: $(STAMP)  ## ruff lint and format check
