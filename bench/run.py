@@ -3,7 +3,7 @@
 Each row compares gan against a reference measured in the same run on the same machine; only
 ratios and same-run numbers are reported. GPU-only rows say "pending" where no GPU is present.
 Options: --quick (smaller counts, for a smoke run), --only NAME[,NAME] (train, fid, frechet,
-packing, asha, screen, quick, growth, quality), --data-dir DIR (prepared data and caches;
+mfu, packing, asha, screen, quick, growth, quality), --data-dir DIR (prepared data and caches;
 default data/), --recipes (quality: which presets to curve against the textbook DCGAN; default
 every Fashion-MNIST one).
 """
@@ -120,7 +120,8 @@ def fid_weights(data_dir: Path) -> tuple[Path, str]:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="small counts: a smoke run of every row")
-    p.add_argument("--only", default="train,fid,frechet,packing,asha,screen,quick,growth,quality")
+    every_row = "train,fid,frechet,mfu,packing,asha,screen,quick,growth,quality"
+    p.add_argument("--only", default=every_row)
     p.add_argument("--recipes", default="", help="quality: comma-separated presets (or L=preset)")
     p.add_argument(
         "--set",
@@ -176,6 +177,18 @@ def main() -> int:
             print(
                 f"frechet n={r['n']} ({r['path']}): ours {r['ours_s']} s, eigvals "
                 f"{r['eigvals_s']} s, x{r['ratio_vs_eigvals']}",
+                flush=True,
+            )
+    if "mfu" in only:
+        from bench_mfu import bench_mfu
+
+        weights, _ = fid_weights(Path(args.data_dir))
+        dev = "cuda" if torch.cuda.is_available() else "cpu"
+        out["mfu"] = bench_mfu(args.data_dir, weights, 512 if q else 2048, dev)
+        for name, r in out["mfu"]["rows"].items():
+            print(
+                f"mfu {name}: {r['flops_per_image'] / 1e6:.1f} MFLOP/img, {r['img_s']:.0f} img/s, "
+                f"{r['achieved_flops'] / 1e9:.2f} GFLOP/s, {r['mfu']:.1%} of peak",
                 flush=True,
             )
     if "packing" in only:

@@ -1,0 +1,125 @@
+"""How far each hot path is from the machine: FLOPs per image (torch.utils.flop_counter, matmuls
+and convolutions), the FLOP/s achieved, and that over the peak measured in the same run (a large
+fp32 matmul on a CPU; bf16 and tf32 on a GPU).
+
+Rows: a training step of the fmnist and seed001-v2 presets (gan's train_epoch, on a resident
+slice) and of the textbook DCGAN (its own loop and DataLoader, bench/textbook_dcgan.py), and FID
+feature extraction (torch-fidelity's Inception at 299 px)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def _best_seconds(fn, repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def peak_flops(device: torch.device) -> dict:
+    """FLOP/s of a large matmul: fp32 on a CPU; bf16 and tf32 on a GPU (best of several)."""
+    n = 2048 if device.type == "cpu" else 8192
+    out = {}
+    kinds = {"fp32": torch.float32} if device.type == "cpu" else {"bf16": torch.bfloat16}
+    for name, dtype in kinds.items():
+        a = torch.randn(n, n, device=device, dtype=dtype)
+        b = torch.randn(n, n, device=device, dtype=dtype)
+
+        def mm(a=a, b=b):
+            for _ in range(4):
+                a @ b
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+
+        mm()
+        out[name] = 4 * 2 * n**3 / _best_seconds(mm, 5)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        a, b = (torch.randn(n, n, device=device) for _ in range(2))
+        out["tf32"] = 4 * 2 * n**3 / _best_seconds(lambda: [a @ b for _ in range(4)], 5)
+    return out
+
+
+def count(fn) -> int:
+    """FLOPs of matmuls and convolutions (forward and backward) that fn runs."""
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def gan_step(preset: str, data_dir: str, device: torch.device, n_images: int) -> dict:
+    """FLOPs per image of one train_epoch step of a preset, and its img/s on n_images."""
+    from gan.config import load_config
+    from gan.data import load_split
+    from gan.models import build_models
+    from gan.steps import Nets, train_epoch
+
+    cfg = load_config(
+        preset=preset,
+        overrides=[f"limit={n_images}", f"data_dir={data_dir}", f"device={device.type}"],
+    )
+    real = load_split(cfg, "train").images.to(device)
+    torch.manual_seed(0)
+    G, D = (m.to(device, memory_format=torch.channels_last) for m in build_models(cfg))
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
+    nets = Nets(G, D, opt_g, opt_d)
+    B = cfg.batch_size
+    flops = count(lambda: train_epoch(nets, real[:B], None, cfg)) / B  # one D and one G step
+    train_epoch(nets, real[: 4 * B], None, cfg)  # warm-up
+    seconds = _best_seconds(lambda: train_epoch(nets, real, None, cfg), 1)
+    return {"flops_per_image": flops, "img_s": (len(real) // B) * B / seconds, "batch": B}
+
+
+def textbook_step(data_dir: str, device: torch.device, n_images: int) -> dict:
+    """FLOPs per image of the textbook DCGAN's step, and its img/s (its own loop)."""
+    from textbook_dcgan import Textbook
+
+    from gan.config import make_config
+    from gan.data import load_split
+
+    images = load_split(make_config({"data_dir": data_dir, "limit": n_images}), "train").images
+    tb = Textbook(images[:, 0].numpy(), device=str(device))
+    B = tb.batch_size
+    one = Textbook(images[:B, 0].numpy(), device=str(device), workers=0)
+    flops = count(one.train_epoch) / B
+    tb.train_epoch()  # warm-up: the DataLoader's workers start
+    seconds = _best_seconds(tb.train_epoch, 1)
+    return {"flops_per_image": flops, "img_s": len(images) / seconds, "batch": B}
+
+
+def fid_extraction(weights: Path, device: torch.device, n: int = 64) -> dict:
+    """FLOPs per image of torch-fidelity's Inception on uint8 28 px images (resized to 299 px
+    inside), and its img/s."""
+    from gan.extractors import Weights, extract, inception
+
+    fe = inception(Weights(str(weights), "bench", False), device)
+    x = torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8)
+    flops = count(lambda: extract(fe, x[:8])) / 8
+    extract(fe, x[:8])
+    seconds = _best_seconds(lambda: extract(fe, x), 2)
+    return {"flops_per_image": flops, "img_s": n / seconds, "batch": n}
+
+
+def bench_mfu(data_dir: str, weights: Path, n_images: int = 2048, device: str = "cpu") -> dict:
+    dev = torch.device(device)
+    peak = peak_flops(dev)
+    ref = max(peak.values())
+    rows = {
+        "fmnist training step": gan_step("fmnist", data_dir, dev, n_images),
+        "seed001-v2 training step": gan_step("seed001-v2", data_dir, dev, n_images),
+        "textbook DCGAN training step": textbook_step(data_dir, dev, n_images),
+        "FID feature extraction (Inception, 299 px)": fid_extraction(weights, dev),
+    }
+    for r in rows.values():
+        r["achieved_flops"] = r["flops_per_image"] * r["img_s"]
+        r["mfu"] = r["achieved_flops"] / ref
+    return {"device": str(dev), "peak_flops": peak, "rows": rows}
