@@ -44,7 +44,14 @@ def peak_flops(device: torch.device) -> dict:
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         a, b = (torch.randn(n, n, device=device) for _ in range(2))
-        out["tf32"] = 4 * 2 * n**3 / _best_seconds(lambda: [a @ b for _ in range(4)], 5)
+
+        def mm32():
+            for _ in range(4):
+                a @ b
+            torch.cuda.synchronize()
+
+        mm32()
+        out["tf32"] = 4 * 2 * n**3 / _best_seconds(mm32, 5)
     return out
 
 
@@ -75,7 +82,7 @@ def gan_step(preset: str, data_dir: str, device: torch.device, n_images: int) ->
     B = cfg.batch_size
     flops = count(lambda: train_epoch(nets, real[:B], None, cfg)) / B  # one D and one G step
     train_epoch(nets, real[: 4 * B], None, cfg)  # warm-up
-    seconds = _best_seconds(lambda: train_epoch(nets, real, None, cfg), 1)
+    seconds = _best_seconds(lambda: train_epoch(nets, real, None, cfg), 1)  # reads stats back
     return {"flops_per_image": flops, "img_s": (len(real) // B) * B / seconds, "batch": B}
 
 
