@@ -22,7 +22,7 @@ from gan.io import atomic_text
 from gan.models import count_params
 from gan.steps import STATS
 
-log = logging.getLogger("gan.train")  # the run's own log lines, as before the split
+log = logging.getLogger("gan.train")  # a run logs under one name, whichever module writes
 
 
 class Progress:

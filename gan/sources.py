@@ -21,7 +21,7 @@ from PIL import Image, UnidentifiedImageError
 
 from gan.config import Config, GanError
 
-log = logging.getLogger("gan.data")  # the data's log lines, as before the split
+log = logging.getLogger("gan.data")  # reading and preparing data log under one name
 
 FMNIST_SYSTEM_DIR = Path(os.environ.get("GAN_FMNIST_DIR", "/usr/share/datasets/fashion-mnist"))
 FMNIST_CLASSES = [
