@@ -308,7 +308,7 @@ def local_token_auth() -> None:
     the environment already says, and an owner-only token file. Ray reads the mode once, when
     it is imported, so its config is read again here, as Ray does when it turns the mode on."""
     os.environ.setdefault("RAY_AUTH_MODE", "token")
-    if os.environ["RAY_AUTH_MODE"] != "token":
+    if os.environ["RAY_AUTH_MODE"].lower() != "token":  # Ray reads the mode case-blind
         return
     owner_only_token()
     reload_ray_config()
