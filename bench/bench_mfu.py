@@ -25,33 +25,31 @@ def _best_seconds(fn, repeats: int) -> float:
 
 
 def peak_flops(device: torch.device) -> dict:
-    """FLOP/s of a large matmul: fp32 on a CPU; bf16 and tf32 on a GPU (best of several)."""
+    """FLOP/s of a large matmul: fp32 on a CPU; bf16 and tf32 on a GPU (best of several). The
+    TF32 switch is put back as it was, so that later rows run as configured."""
     n = 2048 if device.type == "cpu" else 8192
+    if device.type == "cpu":
+        kinds = {"fp32": torch.float32}
+    else:
+        kinds = {"bf16": torch.bfloat16, "tf32": torch.float32}
+    tf32 = torch.backends.cuda.matmul.allow_tf32
     out = {}
-    kinds = {"fp32": torch.float32} if device.type == "cpu" else {"bf16": torch.bfloat16}
-    for name, dtype in kinds.items():
-        a = torch.randn(n, n, device=device, dtype=dtype)
-        b = torch.randn(n, n, device=device, dtype=dtype)
+    try:
+        for name, dtype in kinds.items():
+            torch.backends.cuda.matmul.allow_tf32 = name == "tf32" or tf32
+            a = torch.randn(n, n, device=device, dtype=dtype)
+            b = torch.randn(n, n, device=device, dtype=dtype)
 
-        def mm(a=a, b=b):
-            for _ in range(4):
-                a @ b
-            if device.type == "cuda":
-                torch.cuda.synchronize()
+            def mm(a=a, b=b):
+                for _ in range(4):
+                    a @ b
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
 
-        mm()
-        out[name] = 4 * 2 * n**3 / _best_seconds(mm, 5)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        a, b = (torch.randn(n, n, device=device) for _ in range(2))
-
-        def mm32():
-            for _ in range(4):
-                a @ b
-            torch.cuda.synchronize()
-
-        mm32()
-        out["tf32"] = 4 * 2 * n**3 / _best_seconds(mm32, 5)
+            mm()
+            out[name] = 4 * 2 * n**3 / _best_seconds(mm, 5)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
     return out
 
 
