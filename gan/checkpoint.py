@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from gan.config import Config, GanError, make_config, to_dict
+from gan.config import RETUNABLE, Config, GanError, make_config, to_dict
 from gan.io import PARTIAL_GLOB, atomic_save, copy_atomic, write_error  # noqa: F401  (ck.copy_atomic, ...)
 from gan.models import build_models
 
@@ -228,3 +228,23 @@ class TrainState:
         torch.set_rng_state(state["rng"]["cpu"])
         if self.device.type == "cuda" and state["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+
+    def retune(self, saved: Config) -> dict:
+        """Apply this state's config to the optimisers after load_state_dict (which restored the
+        saved learning rates and betas): each RETUNABLE key that differs from the saved config
+        takes its new value from this epoch on, the LR decay's progress kept. Returns
+        {key: [saved, new]} of the keys that changed."""
+        old, new = to_dict(saved), to_dict(self.cfg)
+        changed = {k: [old[k], new[k]] for k in RETUNABLE if old[k] != new[k]}
+        if not changed:
+            return {}  # as saved, bit for bit (the exact-resume tests hold it to that)
+        for opt, sched, lr in (
+            (self.opt_g, self.sched_g, self.cfg.lr_g),
+            (self.opt_d, self.sched_d, self.cfg.lr_d),
+        ):
+            sched.base_lrs = [lr for _ in opt.param_groups]
+            for group in opt.param_groups:
+                group["lr"] = lr * self.cfg.lr_decay**self.epoch  # ExponentialLR's closed form
+                group["betas"] = (self.cfg.beta1, self.cfg.beta2)
+            sched._last_lr = [g["lr"] for g in opt.param_groups]
+        return changed

@@ -83,6 +83,9 @@ class Config:
 
 
 FIELDS = {f.name: f for f in fields(Config)}
+# keys a run may resume under new values and go on from its checkpoint (optimiser moments kept):
+# what a Population Based Training exploit mutates, or a user lowers for the rest of a run
+RETUNABLE = ("lr_g", "lr_d", "beta1", "beta2", "r1_gamma", "label_smoothing", "label_noise")
 DIFFAUG = ("color", "translation", "cutout")  # gan.diffaug.OPS, named here without torch
 ARCH_NAMES = ("baseline", "modified", "dcgan", "resnet")  # gan.models.ARCHS, without torch
 _HINTS = typing.get_type_hints(Config)

@@ -125,6 +125,20 @@ def save_samples(grid: torch.Tensor, epoch: int, run_dir: Path, writer: SummaryW
     writer.add_image("samples", grid, epoch)
 
 
+def last_eval(path: Path, epoch: int) -> dict | None:
+    """The metrics of the evaluation at `epoch` in log.jsonl (as log_eval wrote them), or None."""
+    found = None
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if row.get("kind") == "eval" and row.get("epoch") == epoch:
+                found = {k: v for k, v in row.items() if k != "kind"}
+    return found
+
+
 def log_eval(metrics: dict, run_dir: Path, writer: SummaryWriter) -> None:
     """An evaluation's scores to log.jsonl, TensorBoard and the console."""
     epoch = metrics["epoch"]

@@ -17,11 +17,12 @@ from torch.utils.tensorboard import SummaryWriter
 
 from gan import checkpoint as ck
 from gan.checkpoint import resolve_device
-from gan.config import Config, GanError, make_config, save_config, to_dict
+from gan.config import RETUNABLE, Config, GanError, make_config, save_config, to_dict
 from gan.data import load_split
 from gan.runlog import (
     Progress,
     epoch_row,
+    last_eval,
     log_epoch,
     log_eval,
     log_start,
@@ -55,6 +56,7 @@ RESUMABLE = {
     "metric",
     "zip_member_max_bytes",
     "zip_max_bytes",
+    *RETUNABLE,  # the new values apply from the resumed epoch on (TrainState.retune)
 }
 # an epoch's mean |d_loss| or |g_loss| beyond this is divergence: healthy tiny runs (bce and
 # hinge, lr 2e-4 to 1e-2) measured losses of 0 to 2, runs at lr 1e3 measured 1e13 to 1e15
@@ -111,13 +113,11 @@ def train(cfg: Config, run_dir: str | Path, report: Report | None = None) -> dic
         log.info("resumed %s at epoch %d", resumed[0], state.epoch)
     truncate_log(run_dir / "log.jsonl", state.epoch)  # epoch 0: a fresh start, no rows kept
     if state.epoch >= cfg.epochs:
-        log.info(
-            "%s already trained to epoch %d (epochs=%d); raise epochs to go on",
-            run_dir,
-            state.epoch,
-            cfg.epochs,
-        )
-        return _result("completed", state, run_dir)
+        return already_trained(state, cfg, run_dir, report, resumed[0])
+    retuned = state.retune(make_config(resumed[1]["config"])) if resumed else {}
+    if retuned:  # e.g. a PBT exploit: the donor's checkpoint under mutated learning rates
+        log.info("resumed with new values: %s", retuned)
+        write_row(run_dir / "log.jsonl", {"kind": "retune", "epoch": state.epoch, **retuned})
     real = data.images.to(device)
     labels = data.labels.to(device) if data.labels is not None else None
     G_run, D_run = _maybe_compile(state.G, cfg.compile), _maybe_compile(state.D, cfg.compile)
@@ -202,6 +202,22 @@ def write_run_config(cfg: Config, run_dir: Path) -> None:
         save_config(cfg, run_dir / "config.yaml")
     except OSError as e:
         raise ck.write_error(run_dir / "config.yaml", e, "run config") from None
+
+
+def already_trained(state, cfg: Config, run_dir: Path, report, checkpoint: Path) -> dict:
+    """A resumed run that has nothing left to train. A tuner whose record stops short of its
+    end (its driver stopped while the trial went on to its last epoch) learns it from the last
+    evaluation, reported again with the checkpoint."""
+    log.info(
+        "%s already trained to epoch %d (epochs=%d); raise epochs to go on",
+        run_dir,
+        state.epoch,
+        cfg.epochs,
+    )
+    last = last_eval(run_dir / "log.jsonl", state.epoch) if report is not None else None
+    if last is not None:
+        report_with_checkpoint(report, last, checkpoint)
+    return _result("completed", state, run_dir)
 
 
 def every(epoch: int, period: int) -> bool:
