@@ -131,7 +131,8 @@ def run_gan(
     evals: dict[int, dict] = {}
     for line in (run_dir / "log.jsonl").read_text().splitlines():
         row = json.loads(line)
-        (by_epoch if row["kind"] == "epoch" else evals)[row["epoch"]] = row  # the last one wins
+        if row["kind"] in ("epoch", "eval"):  # the last one of an epoch wins
+            (by_epoch if row["kind"] == "epoch" else evals)[row["epoch"]] = row
     rows, wall, cpu = [], 0.0, 0.0
     for e in range(1, cfg.epochs + 1):
         wall += by_epoch[e]["seconds"]

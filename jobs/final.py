@@ -15,7 +15,14 @@ import sys
 from gan.best import final_values
 from gan.cli import guarded
 from gan.config import GanError, make_config, to_dict
-from jobs.tune import build_tuner, check_resources, ray_cleanup, resolve_storage, start_ray
+from jobs.raylocal import start_ray
+from jobs.tune import (
+    build_tuner,
+    check_resources,
+    fit,
+    ray_cleanup,
+    resolve_storage,
+)
 from jobs.tune_spec import Spec, resolve_paths
 
 
@@ -55,7 +62,8 @@ def run_final(
         final_spec(cfg, f"{cfg.name}-final", cpu, gpu, max_failures), require_gpu
     )
     print(f"final retrain: {cfg.arch} for {cfg.epochs} epochs in {storage}/{spec.name}", flush=True)
-    result = build_tuner(spec, storage).fit()[0]
+    results = fit(build_tuner(spec, storage))  # stopped by Ctrl-C or SIGTERM: no "done" line
+    result = results[0]
     if result.error is not None:
         raise GanError(
             f"the final retrain failed after {max_failures} retries: {result.error}; "

@@ -14,9 +14,10 @@ import json
 import math
 import os
 import posixpath
-import secrets
 import shutil
+import signal
 import sys
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -24,20 +25,14 @@ from pathlib import Path
 import ray
 import yaml
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-from ray.tune.search.basic_variant import BasicVariantGenerator
 
 from gan import checkpoint as ck
 from gan.cli import guarded
 from gan.config import GanError, make_config, read_yaml
-from jobs.tune_report import (
-    DIVERGED,
-    USER_ERROR,
-    read_bytes,
-    storage_fs,
-    write_bytes,
-    write_outputs,
-)
+from jobs.raylocal import start_ray
+from jobs.search import make_callbacks, tune_config
+from jobs.tune_report import DIVERGED, USER_ERROR, read_bytes, storage_fs, trial_rows, write_bytes
+from jobs.tune_report import publish as publish_results
 from jobs.tune_spec import Spec, load_spec
 
 # -- inside a trial ----------------------------------------------------------------------------
@@ -56,26 +51,57 @@ def make_report(metric: str, mode: str):
             or not math.isfinite(value)
         ):
             row[metric] = worst  # every report must carry a usable metric, or the experiment stops
-        checkpoint = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
+        checkpoint = None
+        if checkpoint_dir:  # whose checkpoint: a PBT exploit hands it to another trial
+            (Path(checkpoint_dir) / TRIAL_FILE).write_text(tune.get_context().get_trial_id())
+            checkpoint = tune.Checkpoint.from_directory(checkpoint_dir)
         tune.report(row, checkpoint=checkpoint)  # copies the checkpoint to storage before returning
 
     return report
 
 
-def restore_checkpoint(checkpoint, run_dir: Path) -> None:
-    """Put Ray's checkpoint where train() resumes from, unless run_dir has a newer one."""
+TRIAL_FILE = "trial_id.txt"  # in every reported checkpoint: the trial that wrote it
+
+
+def restore_checkpoint(checkpoint, run_dir: Path, exp_dir: str = "") -> None:
+    """Put Ray's checkpoint where train() resumes from, unless run_dir has a newer one of its own.
+
+    A checkpoint of another trial is a PBT exploit: the trial drops its own line (checkpoints,
+    log) and goes on from the donor's, whose log rows up to that epoch become its history."""
     if checkpoint is None:
         return
     with checkpoint.as_directory() as folder:
         src = Path(folder) / "checkpoint.pt"
         epoch = ck.load_checkpoint(src)["epoch"]
+        mark = Path(folder) / TRIAL_FILE
+        donor = mark.read_text() if mark.exists() else ""
         local = ck.numbered(run_dir)
-        if local and int(ck.CKPT_RE.search(local[-1].name).group(1)) >= epoch:
+        if donor and donor != run_dir.name:
+            adopt_donor(run_dir, donor, epoch, exp_dir)
+        elif local and int(ck.CKPT_RE.search(local[-1].name).group(1)) >= epoch:
             return  # same storage, same run: its own newest checkpoint is at least as far along
         dst = ck.checkpoint_path(run_dir, epoch)
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, dst.with_suffix(".tmp"))
         dst.with_suffix(".tmp").replace(dst)
+
+
+def adopt_donor(run_dir: Path, donor: str, epoch: int, exp_dir: str) -> None:
+    """Replace a trial's own checkpoints and log by the donor trial's, up to `epoch`."""
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    theirs = Path(exp_dir) / donor / "log.jsonl" if exp_dir else None
+    rows = []
+    if theirs is not None and theirs.is_file():
+        for line in theirs.read_text().splitlines():
+            try:
+                if json.loads(line).get("epoch", 0) <= epoch:
+                    rows.append(line)
+            except ValueError:
+                pass  # the donor is writing its next row
+    rows.append(json.dumps({"kind": "exploit", "epoch": epoch, "donor": donor}))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "log.jsonl").write_text("".join(r + "\n" for r in rows))
+    print(f"trial {run_dir.name}: exploit, going on from trial {donor}'s epoch {epoch}", flush=True)
 
 
 def gan_trial(config: dict, exp_dir: str = "", mode: str = "min") -> None:
@@ -89,7 +115,7 @@ def gan_trial(config: dict, exp_dir: str = "", mode: str = "min") -> None:
         # logs, samples and TensorBoard events persist and a resumed trial finds them; on s3 Ray
         # syncs them up
         run_dir = Path(exp_dir) / trial_dir.name if exp_dir else trial_dir
-        restore_checkpoint(tune.get_checkpoint(), run_dir)
+        restore_checkpoint(tune.get_checkpoint(), run_dir, exp_dir)
         train(cfg, run_dir, make_report(cfg.metric, mode))
     except GanError as e:
         # a user error (e.g. a searched batch_size above the dataset size): the same config
@@ -103,39 +129,6 @@ def gan_trial(config: dict, exp_dir: str = "", mode: str = "min") -> None:
 def trial_dirname(trial) -> str:
     """Short, stable trial directory names: the trial id."""
     return trial.trial_id
-
-
-# -- the scheduler ------------------------------------------------------------------------------
-
-
-class ResumableASHA(ASHAScheduler):
-    """ASHA that refills its rungs from a restored trial's result.json (Ray does not: ray#30838)."""
-
-    def on_trial_add(self, tune_controller, trial) -> None:
-        super().on_trial_add(tune_controller, trial)
-        try:
-            path = posixpath.join(trial.path, "result.json")
-        except RuntimeError:  # a new trial: no directory, no history yet
-            return
-        data = read_bytes(trial.storage.storage_filesystem, path)
-        bracket = self._trial_info[trial.trial_id]
-        for line in (data or b"").decode().splitlines():
-            row = json.loads(line)
-            if self._time_attr in row and self._metric in row:
-                bracket.on_result(trial, row[self._time_attr], self._metric_op * row[self._metric])
-
-
-def make_scheduler(spec: Spec):
-    """ASHA on the epoch counter (or FIFO: every trial runs to the end)."""
-    s = spec.scheduler
-    if s["type"] == "fifo":
-        return FIFOScheduler()
-    return ResumableASHA(
-        time_attr="epoch",
-        max_t=s["max_t"],
-        grace_period=s["grace_period"],
-        reduction_factor=s["reduction_factor"],
-    )
 
 
 # -- the driver ---------------------------------------------------------------------------------
@@ -242,27 +235,21 @@ def build_tuner(spec: Spec, storage: str, trainable=gan_trial) -> tune.Tuner:
         storage_path=storage,
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
         checkpoint_config=tune.CheckpointConfig(
-            num_to_keep=spec.num_to_keep,  # best by metric; Ray always keeps the latest as well
+            # best by metric; Ray always keeps the latest as well. PBT keeps them all: an exploit
+            # restores the donor's checkpoint of the interval, which the donor may have moved past
+            num_to_keep=None if spec.scheduler["type"] == "pbt" else spec.num_to_keep,
             checkpoint_score_attribute=spec.metric,
             checkpoint_score_order=spec.mode,  # the default is "max": wrong for FID
         ),
         sync_config=tune.SyncConfig(sync_artifacts=remote),  # trial outputs to s3 as they appear
+        callbacks=make_callbacks(spec, exp_path),
         verbose=1,
     )
-    tune_config = tune.TuneConfig(
-        metric=spec.metric,
-        mode=spec.mode,
-        scheduler=make_scheduler(spec),
-        # the limit goes to the generator itself: Tune ignores max_concurrent_trials with one
-        search_alg=BasicVariantGenerator(
-            random_state=spec.seed, max_concurrent=spec.max_concurrent
-        ),
-        num_samples=spec.num_samples,
-        trial_dirname_creator=trial_dirname,
-        reuse_actors=True,  # one process per concurrent slot: torch is imported once, not per trial
-    )
     return tune.Tuner(
-        fn, param_space=spec.param_space(), tune_config=tune_config, run_config=run_config
+        fn,
+        param_space=spec.param_space(),
+        tune_config=tune_config(spec, trial_dirname),
+        run_config=run_config,
     )
 
 
@@ -285,67 +272,31 @@ def run_tune(
     # Ray snapshots the experiment at every kept checkpoint and then warns that it does so often
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     t0 = time.time()
-    results = build_tuner(spec, storage, trainable).fit()
+    results = fit(build_tuner(spec, storage, trainable))
     print(f"tune wall time {time.time() - t0:.0f} s", flush=True)
-    return write_outputs(results, spec, exp_path)
+    rows = trial_rows(results, spec)
+    if spec.reevaluate:
+        from jobs.reevaluate import rank_by_mean, reevaluate
+
+        rows = rank_by_mean(rows, reevaluate(spec, rows, storage, trainable), spec)
+    return publish_results(rows, spec, exp_path)
 
 
-def start_ray() -> None:
-    """Join the cluster of RAY_ADDRESS (set by `ray job submit`), else start a local Ray with
-    token authentication (RAY_AUTH_MODE=token unless the environment says otherwise). A local
-    Ray's GCS and workers listen on this host's network address, not only on loopback; without
-    the token nobody else on the network can submit work to them. Set explicitly, the mode is
-    also one that Ray does not warn about at every start."""
-    if ray.is_initialized():
-        return
-    if not os.environ.get("RAY_ADDRESS"):
-        local_token_auth()
-    ray.init()
-
-
-def local_token_auth() -> None:
-    """Token authentication for a local Ray that this process starts: RAY_AUTH_MODE=token unless
-    the environment already says, and an owner-only token file. Ray reads the mode once, when
-    it is imported, so its config is read again here, as Ray does when it turns the mode on."""
-    os.environ.setdefault("RAY_AUTH_MODE", "token")
-    if os.environ["RAY_AUTH_MODE"].lower() != "token":  # Ray reads the mode case-blind
-        return
-    owner_only_token()
-    reload_ray_config()
-
-
-def reload_ray_config() -> None:
-    """Make this process's Ray read its environment again (as ray.init does for its own default)."""
-    from ray._raylet import Config
-
-    Config.initialize("")
-
-
-def owner_only_token() -> Path | None:
-    """The token file a local Ray authenticates with, made (or narrowed to) owner-only: Ray
-    2.60 writes ~/.ray/auth_token with the umask's mode (0644 under 0022: readable by every user
-    of the host). None when RAY_AUTH_TOKEN holds the token itself."""
-    if os.environ.get("RAY_AUTH_TOKEN"):
-        return None
-    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
-    try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            if path.stat().st_mode & 0o077:
-                path.chmod(0o600)
-                print(f"note: {path} was readable by other users; now owner-only", flush=True)
-            return path
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32))  # 256 bits, as Ray makes its own
-    except OSError as e:
-        raise GanError(
-            f"cannot write the local Ray's token file {path} ({e.strerror}); set "
-            "RAY_AUTH_TOKEN_PATH=FILE to a writable place, or RAY_AUTH_MODE=disabled on a "
-            "single-user host"
-        ) from None
-    return path
+def fit(tuner: tune.Tuner):
+    """tuner.fit(), or KeyboardInterrupt when Ctrl-C or SIGTERM stopped it. Tune stops gracefully
+    (the experiment saved; the same command resumes it), returns the unfinished trials as
+    results and marks them terminated; nothing may be written from them then. Its SIGINT
+    handler, which stays in place after a run, puts the one before it back when a signal came."""
+    main = threading.current_thread() is threading.main_thread()
+    before = signal.getsignal(signal.SIGINT)
+    results = tuner.fit()
+    after = signal.getsignal(signal.SIGINT)
+    if main:
+        signal.signal(signal.SIGINT, before)  # a later Ctrl-C (or SIGTERM) stops the job itself
+    watched = main and os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0") in ("", "0")
+    if watched and after is before:
+        raise KeyboardInterrupt
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:

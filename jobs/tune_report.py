@@ -18,6 +18,8 @@ SHEET_TOP = 6  # configurations on the comparison sheet
 DIVERGED = 1.0e9  # reported instead of inf: one inf in an ASHA rung makes its cutoff NaN/-inf
 ORDER = {"completed": 0, "stopped": 1, "diverged": 2, "failed": 3}
 USER_ERROR = "user_error"  # the last result of a trial that stopped on a user error: its message
+# the columns a re-evaluation adds: the mean and spread of the metric over its new seeds
+MEAN, STD, SEEDS = "seeds_mean", "seeds_std", "seeds"
 
 
 def storage_fs(path: str) -> tuple[pafs.FileSystem, str]:
@@ -75,8 +77,7 @@ def trial_rows(results, spec) -> list[dict]:
     rows = []
     sign = 1 if spec.mode == "min" else -1
     for result in results:
-        df = result.metrics_dataframe
-        history = df.to_dict("records") if df is not None and spec.metric in df else []
+        history = _history(result, spec.metric)
         config = result.config or {}
         target = min(int(config.get("epochs", spec.base["epochs"])), spec.scheduler["max_t"])
         status = _status(result, history, target)
@@ -102,6 +103,21 @@ def trial_rows(results, spec) -> list[dict]:
     return rows
 
 
+def _history(result, metric: str) -> list[dict]:
+    """A trial's reported rows. Ray builds them from result.json, which came back empty for
+    trials that PBT restarted (exploits) on local storage; progress.csv still holds them."""
+    df = result.metrics_dataframe
+    if df is not None and metric in df and len(df):
+        return df.to_dict("records")
+    data = read_bytes(result.filesystem, posixpath.join(result.path, "progress.csv"))
+    if not data:
+        return []
+    import pandas as pd
+
+    df = pd.read_csv(io.BytesIO(data))
+    return df.to_dict("records") if metric in df else []
+
+
 def _finite(v) -> bool:
     return isinstance(v, (int, float)) and math.isfinite(v) and abs(v) < DIVERGED
 
@@ -117,8 +133,10 @@ def _fmt(v) -> str:
 
 
 def leaderboard(rows: list[dict], spec) -> str:
-    """A plain-text table of the trials, best first."""
+    """A plain-text table of the trials, best first (by the seeds' mean when re-evaluated)."""
     cols = ["trial", "status", spec.metric, "best_epoch", "epochs", *spec.search]
+    if rows and MEAN in rows[0]:
+        cols[3:3] = [MEAN, STD, SEEDS]
     table = [["#", *cols]] + [[str(i + 1), *(_fmt(r[c]) for c in cols)] for i, r in enumerate(rows)]
     widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
     return "\n".join(
@@ -139,9 +157,15 @@ def _trials_csv(rows: list[dict]) -> bytes:
 def _best_yaml(row: dict, spec) -> bytes:
     result = row["_result"]
     cfg = make_config(result.config)  # the complete config, checked again
+    mean = ""
+    if _finite(row.get(MEAN)):
+        mean = (
+            f"# ranked by the mean over {row[SEEDS]} new seeds: {spec.metric} "
+            f"{row[MEAN]:.6g} +- {row[STD]:.3g} (std)\n"
+        )
     head = (
         f"# best of tune experiment '{spec.name}': trial {row['trial']}, {spec.metric} "
-        f"{row[spec.metric]:.6g} at epoch {row['best_epoch']} ({row['status']})\n"
+        f"{row[spec.metric]:.6g} at epoch {row['best_epoch']} ({row['status']})\n{mean}"
         f"# trial dir: {result.path}\n"
         "# retrain it: gan train --best --from <this experiment dir> [--set epochs=1000]\n"
     )
@@ -196,9 +220,14 @@ def comparison_sheet(rows: list[dict], spec, top: int = SHEET_TOP) -> bytes | No
 
 
 def write_outputs(results, spec, exp_path: str) -> list[dict]:
-    """Write best.yaml, trials.csv and comparison.png into the experiment dir; print the table."""
+    """publish() the trials of a finished Tuner.fit()."""
+    return publish(trial_rows(results, spec), spec, exp_path)
+
+
+def publish(rows: list[dict], spec, exp_path: str) -> list[dict]:
+    """Write best.yaml, trials.csv and comparison.png into the experiment dir; print the table.
+    The winner is the first row that finished or was stopped: rows come best first."""
     fs, root = storage_fs(exp_path)
-    rows = trial_rows(results, spec)
     write_bytes(fs, posixpath.join(root, "trials.csv"), _trials_csv(rows))
     print(f"\nexperiment {exp_path}: {len(rows)} trials, {spec.metric} ({spec.mode})")
     print(leaderboard(rows, spec))

@@ -12,9 +12,14 @@ Layout of the file (every key but `base` is optional):
       lr_g: {loguniform: [1.0e-4, 1.0e-3]}
       beta1: {uniform: [0.0, 0.9]}
       latent_dim: {randint: [32, 129]}     # upper bound excluded, as in Ray
+    searcher: random            # random | grid (every key a list) | optuna (TPE, seeded)
     scheduler: {type: asha, grace_period: 1, reduction_factor: 2, max_t: 8}   # or {type: fifo}
+    #   or {type: pbt, perturbation_interval: 2, quantile_fraction: 0.25, resample_probability:
+    #   0.25}: mutates the searched RETUNABLE keys (lr_g, lr_d, betas, ...) of the worst trials
+    reevaluate: {top: 3, seeds: 3}   # retrain the best 3 with 3 new seeds each; rank by the mean
+    loggers: [mlflow]           # Ray Tune's MLflow logger (pip install 'gan[mlflow]')
     resources: {cpu: 1, gpu: 0.25}         # per trial; fractional GPUs pack trials on one GPU
-    num_samples: 1              # samples per grid point
+    num_samples: 1              # samples per grid point (optuna: trials in all)
     max_concurrent: 0           # 0: as many as the resources allow
     seed: 0                     # seeds the sampling of the search space
     max_failures: 2             # retries of a crashed trial, from its last checkpoint
@@ -26,7 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from gan.config import FIELDS, Config, GanError, make_config, read_yaml, to_dict
+from gan.config import FIELDS, RETUNABLE, Config, GanError, make_config, read_yaml, to_dict
 
 TOP_KEYS = (
     "name",
@@ -41,7 +46,18 @@ TOP_KEYS = (
     "seed",
     "max_failures",
     "num_to_keep",
+    "searcher",
+    "reevaluate",
+    "loggers",
 )
+SEARCHERS = ("random", "grid", "optuna")
+SCHEDULERS = {
+    "asha": ("grace_period", "reduction_factor", "max_t"),
+    "fifo": ("max_t",),
+    "pbt": ("perturbation_interval", "quantile_fraction", "resample_probability", "max_t"),
+}
+LOGGERS = {"mlflow": "mlflow"}  # logger -> the module it needs
+EXTRA = {"optuna": "optuna", "mlflow": "mlflow"}  # module -> the gan extra that installs it
 FORMS = ("choice", "grid_search", "uniform", "loguniform", "randint")
 PATH_KEYS = ("data_dir", "data_path", "fid_weights")  # trials run in their own cwd: made absolute
 NOT_SEARCHABLE = ("metric", "name")  # one metric to compare by; one experiment name
@@ -56,7 +72,7 @@ class Spec:
     mode: str
     base: dict  # to_dict() of the checked base Config: every trial gets every key
     search: dict  # Config key -> Ray domain or {"grid_search": [...]}
-    scheduler: dict  # {"type": "asha"|"fifo", "grace_period", "reduction_factor", "max_t"}
+    scheduler: dict  # {"type": "asha"|"fifo"|"pbt", "max_t", and the type's own keys}
     cpu: float
     gpu: float
     num_samples: int
@@ -64,6 +80,9 @@ class Spec:
     seed: int | None
     max_failures: int
     num_to_keep: int
+    searcher: str = "random"
+    reevaluate: dict | None = None  # {"top": K, "seeds": S}
+    loggers: tuple[str, ...] = ()
 
     def param_space(self) -> dict:
         """Ray's param_space: Config keys verbatim, searched keys replaced by their domains."""
@@ -161,30 +180,132 @@ def _scheduler(data: object, base: Config, searched: dict) -> dict:
     data = {"type": "asha"} if data is None else data
     if not isinstance(data, dict):
         raise GanError("tune key 'scheduler': expected a mapping, e.g. {type: asha, max_t: 8}")
-    unknown = sorted(set(data) - {"type", "grace_period", "reduction_factor", "max_t"})
+    kind = data.get("type", "asha")
+    if kind not in SCHEDULERS:
+        raise GanError(f"scheduler key 'type': {kind!r} is not one of {tuple(SCHEDULERS)}")
+    unknown = sorted(set(data) - {"type", *SCHEDULERS[kind]})
     if unknown:
         raise GanError(
-            f"unknown scheduler key(s) {', '.join(unknown)}; valid: type, "
-            "grace_period, reduction_factor, max_t"
+            f"unknown {kind} scheduler key(s) {', '.join(unknown)}; valid: type, "
+            f"{', '.join(SCHEDULERS[kind])}"
         )
-    kind = data.get("type", "asha")
-    if kind not in ("asha", "fifo"):
-        raise GanError(f"scheduler key 'type': {kind!r} is not one of ('asha', 'fifo')")
     if "max_t" not in data and "epochs" in searched:
         raise GanError("scheduler key 'max_t': required when 'epochs' is searched")
     max_t = _int(data, "max_t", base.epochs, 1)
-    grace = _int(data, "grace_period", 1, 1)
-    if grace > max_t:
-        raise GanError(f"scheduler key 'grace_period': {grace} exceeds max_t {max_t}")
-    rf = _number("scheduler key 'reduction_factor'", data.get("reduction_factor", 2))
-    if rf <= 1:
-        raise GanError(f"scheduler key 'reduction_factor': must be above 1, got {rf}")
     if "epochs" not in searched and max_t > base.epochs:
         raise GanError(
             f"scheduler key 'max_t': {max_t} exceeds epochs {base.epochs}; trials end "
             "at epochs, so raise base epochs or lower max_t"
         )
-    return {"type": kind, "grace_period": grace, "reduction_factor": rf, "max_t": max_t}
+    out = {"type": kind, "max_t": max_t}
+    if kind == "asha":
+        grace = _int(data, "grace_period", 1, 1)
+        if grace > max_t:
+            raise GanError(f"scheduler key 'grace_period': {grace} exceeds max_t {max_t}")
+        rf = _number("scheduler key 'reduction_factor'", data.get("reduction_factor", 2))
+        if rf <= 1:
+            raise GanError(f"scheduler key 'reduction_factor': must be above 1, got {rf}")
+        out.update(grace_period=grace, reduction_factor=rf)
+    if kind == "pbt":
+        out.update(_pbt(data, base, searched))
+    return out
+
+
+def _pbt(data: dict, base: Config, searched: dict) -> dict:
+    """PBT's settings: it mutates the searched keys that a checkpoint may resume under."""
+    mutate = [k for k in searched if k in RETUNABLE and not isinstance(searched[k], dict)]
+    if not mutate:
+        raise GanError(
+            "scheduler type 'pbt': search at least one of "
+            f"{', '.join(RETUNABLE)} with choice, uniform or loguniform; PBT mutates those "
+            "(a checkpoint resumes under their new values)"
+        )
+    interval = _int(data, "perturbation_interval", base.eval_every, 1)
+    if interval % base.eval_every:
+        raise GanError(
+            f"scheduler key 'perturbation_interval': {interval} is not a multiple of "
+            f"eval_every {base.eval_every}; trials report (and checkpoint) only at evaluations"
+        )
+    quantile = _number("scheduler key 'quantile_fraction'", data.get("quantile_fraction", 0.25))
+    if not 0 < quantile <= 0.5:
+        raise GanError(f"scheduler key 'quantile_fraction': must be in (0, 0.5], got {quantile}")
+    resample = _number(
+        "scheduler key 'resample_probability'", data.get("resample_probability", 0.25)
+    )
+    if not 0 <= resample <= 1:
+        raise GanError(f"scheduler key 'resample_probability': must be in [0, 1], got {resample}")
+    return {
+        "perturbation_interval": interval,
+        "quantile_fraction": quantile,
+        "resample_probability": resample,
+        "mutate": mutate,
+    }
+
+
+def _searcher(data: dict, search: dict, scheduler: dict) -> tuple[str, dict]:
+    """The searcher's name and the search space it takes (grid: every choice made a grid)."""
+    from ray import tune
+
+    name = data.get("searcher", "random")
+    if name not in SEARCHERS:
+        raise GanError(f"tune key 'searcher': {name!r} is not one of {SEARCHERS}")
+    if name == "grid":
+        for key, domain in search.items():
+            if not isinstance(domain, dict) and not hasattr(domain, "categories"):
+                raise GanError(
+                    f"searcher grid: search key '{key}' is a range; list its values with "
+                    f"grid_search or choice, or use searcher random or optuna"
+                )
+        search = {
+            k: d if isinstance(d, dict) else tune.grid_search(list(d.categories))
+            for k, d in search.items()
+        }
+    if name == "optuna":
+        _needs("optuna", "searcher optuna")
+        grids = [k for k, d in search.items() if isinstance(d, dict)]
+        if grids:
+            raise GanError(
+                f"searcher optuna: search key '{grids[0]}' uses grid_search, which Optuna "
+                "cannot sample; write it as choice"
+            )
+        if scheduler["type"] == "pbt":
+            raise GanError(
+                "searcher optuna with scheduler pbt: PBT explores by mutating trials itself; "
+                "use searcher random with pbt, or optuna with asha"
+            )
+    return name, search
+
+
+def _needs(module: str, what: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise GanError(
+            f"{what} needs the '{module}' package; install it with "
+            f"pip install 'gan[{EXTRA[module]}]'"
+        )
+
+
+def _reevaluate(data: object, scheduler: dict) -> dict | None:
+    if data is None:
+        return None
+    if not isinstance(data, dict) or set(data) - {"top", "seeds"}:
+        raise GanError(f"tune key 'reevaluate': expected {{top: K, seeds: S}}, got {data!r}")
+    if scheduler["type"] == "pbt":
+        raise GanError(
+            "tune key 'reevaluate' with scheduler pbt: a PBT trial's result is a schedule of "
+            "values, not one config to retrain; drop reevaluate or use asha"
+        )
+    return {"top": _int(data, "top", 3, 1), "seeds": _int(data, "seeds", 3, 1)}
+
+
+def _loggers(data: object) -> tuple[str, ...]:
+    data = [] if data is None else data
+    if not isinstance(data, list) or any(x not in LOGGERS for x in data):
+        raise GanError(f"tune key 'loggers': expected a list of {', '.join(LOGGERS)}, got {data!r}")
+    for name in data:
+        _needs(LOGGERS[name], f"logger {name}")
+    return tuple(dict.fromkeys(data))
 
 
 def _resources(data: object) -> tuple[float, float]:
@@ -232,6 +353,8 @@ def parse_spec(data: dict, default_name: str) -> Spec:
     if mode not in ("min", "max"):
         raise GanError(f"tune key 'mode': {mode!r} is not one of ('min', 'max')")
     search = search_space(data.get("search") or {}, base)
+    scheduler = _scheduler(data.get("scheduler"), base, search)
+    searcher, search = _searcher(data, search, scheduler)
     cpu, gpu = _resources(data.get("resources"))
     if gpu > 0 and base.device == "cpu":
         raise GanError(
@@ -247,7 +370,7 @@ def parse_spec(data: dict, default_name: str) -> Spec:
         mode=mode,
         base=to_dict(base),
         search=search,
-        scheduler=_scheduler(data.get("scheduler"), base, search),
+        scheduler=scheduler,
         cpu=cpu,
         gpu=gpu,
         num_samples=_int(data, "num_samples", 1, 1),
@@ -255,6 +378,9 @@ def parse_spec(data: dict, default_name: str) -> Spec:
         seed=seed,
         max_failures=_int(data, "max_failures", 2, -1),
         num_to_keep=_int(data, "num_to_keep", 1, 1),
+        searcher=searcher,
+        reevaluate=_reevaluate(data.get("reevaluate"), scheduler),
+        loggers=_loggers(data.get("loggers")),
     )
 
 

@@ -15,7 +15,7 @@ def ray_session():
     # installed, as a cluster's workers do from the image
     os.environ.pop("RAY_ADDRESS", None)
     if not ray.is_initialized():
-        from jobs.tune import local_token_auth
+        from jobs.raylocal import local_token_auth
 
         local_token_auth()  # token authentication, as the jobs start a local Ray
         ray.init(

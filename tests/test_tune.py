@@ -162,7 +162,7 @@ def test_diverged_report_keeps_a_usable_metric(monkeypatch):
 def test_asha_rungs_survive_restore(tmp_path):
     import pyarrow.fs as pafs
 
-    from jobs.tune import ResumableASHA
+    from jobs.search import ResumableASHA
 
     asha = ResumableASHA(time_attr="epoch", metric="fid", mode="min", max_t=4, grace_period=1)
     rows = [{"epoch": 1, "fid": 50.0}, {"epoch": 2, "fid": 40.0}]
@@ -430,7 +430,7 @@ def csv_rows(path: Path):
 def test_a_local_ray_starts_with_owner_only_token_authentication(tmp_path, monkeypatch):
     import stat
 
-    from jobs import tune as tune_mod
+    from jobs import raylocal as tune_mod
 
     token = tmp_path / ".ray" / "auth_token"
     for key in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN"):
@@ -466,6 +466,6 @@ def test_the_tests_local_ray_checks_an_owner_only_token(ray_session):
 
     from ray._raylet import AuthenticationMode, get_authentication_mode
 
-    assert get_authentication_mode() == AuthenticationMode.TOKEN  # as jobs.tune.start_ray does
+    assert get_authentication_mode() == AuthenticationMode.TOKEN  # as jobs.raylocal.start_ray does
     token = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
     assert stat.S_IMODE(token.stat().st_mode) == 0o600
