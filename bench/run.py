@@ -3,9 +3,10 @@
 Each row compares gan against a reference measured in the same run on the same machine; only
 ratios and same-run numbers are reported. GPU-only rows say "pending" where no GPU is present.
 Options: --quick (smaller counts, for a smoke run), --only NAME[,NAME] (train, fid, frechet,
-mfu, packing, asha, screen, quick, growth, quality), --data-dir DIR (prepared data and caches;
-default data/), --recipes (quality: which presets to curve against the textbook DCGAN; default
-every Fashion-MNIST one).
+mfu, packing, asha, search, screen, quick, growth, quality), --data-dir DIR (prepared data and
+caches; default data/), --recipes (quality: which presets to curve against the textbook DCGAN;
+default every Fashion-MNIST one), --epochs N (quality: curves to epoch N; a resumed bench
+extends them).
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ def fid_weights(data_dir: Path) -> tuple[Path, str]:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="small counts: a smoke run of every row")
-    every_row = "train,fid,frechet,mfu,packing,asha,screen,quick,growth,quality"
+    every_row = "train,fid,frechet,mfu,packing,asha,search,screen,quick,growth,quality"
     p.add_argument("--only", default=every_row)
     p.add_argument("--recipes", default="", help="quality: comma-separated presets (or L=preset)")
     p.add_argument(
@@ -129,6 +130,12 @@ def main() -> int:
         default=[],
         metavar="L:KEY=VALUE",
         help="quality: a config value of recipe L (a screening variant of a preset)",
+    )
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=0,
+        help="quality: epochs of every curve (default: 5 on a CPU, 30 on a GPU, 2 with --quick)",
     )
     p.add_argument("--data-dir", default=str(ROOT / "data"))
     args = p.parse_args()
@@ -197,6 +204,17 @@ def main() -> int:
         else:
             out["packing"] = "pending: needs a GPU (trials per GPU); none on this machine"
         print(f"packing: {out['packing']}", flush=True)
+    if "search" in only:
+        from bench_search import bench_search
+
+        # 27 configs x max_t 9 (--quick: 3), trained once; random+ASHA and Optuna+ASHA replay
+        # the measured curves through real Ray experiments (3 seeds); PBT trains for real
+        out["search"] = bench_search(
+            limit=512 if q else 1024,
+            max_t=3 if q else 9,
+            seeds=1 if q else 3,
+            data_dir=args.data_dir,
+        )
     if "asha" in only:
         from bench_asha import bench_asha
 
@@ -229,7 +247,7 @@ def main() -> int:
         # CPU: epochs 1-5 (--quick 1-2); GPU: 1-30. Checkpoints under runs/bench-quality/ let an
         # interrupted bench resume; the same seed on the CPU gives the same curve on a rerun.
         gpu = torch.cuda.is_available()
-        epochs = 2 if q else (30 if gpu else 5)
+        epochs = args.epochs or (2 if q else (30 if gpu else 5))
         recipes = args.recipes.split(",") if args.recipes else list(PRESETS)
         out["quality"] = bench_quality(
             recipes,

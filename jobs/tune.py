@@ -242,6 +242,9 @@ def build_tuner(spec: Spec, storage: str, trainable=gan_trial) -> tune.Tuner:
             checkpoint_score_order=spec.mode,  # the default is "max": wrong for FID
         ),
         sync_config=tune.SyncConfig(sync_artifacts=remote),  # trial outputs to s3 as they appear
+        # a trial ends at max_t before any scheduler sees the result: PBT would otherwise exploit
+        # at the last epoch and restart a finished trial from its donor, again and again
+        stop={"epoch": spec.scheduler["max_t"]},
         callbacks=make_callbacks(spec, exp_path),
         verbose=1,
     )

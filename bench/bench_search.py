@@ -1,0 +1,251 @@
+"""Tuning efficiency: random+ASHA, Optuna+ASHA and PBT against every trial run to max_t.
+
+1. The exhaustive search, measured: every point of a 27-point grid over the quick model
+   (arch x lr_g x lr_d, tune_configs/quick.yaml's base on a 1024-image subset) trains to max_t
+   epochs, scored after every epoch. CPU training is deterministic, so a config's curve does not
+   depend on which search runs it or when.
+2. Random search and Optuna's TPE, each under ASHA, run as real Ray Tune experiments (their own
+   searcher and scheduler, `max_concurrent` trials at a time) whose trainable reports the
+   measured curve of its config epoch by epoch instead of training it again. Several seeds each.
+3. PBT cannot be read off the table (an exploit changes the curve that follows), so it trains for
+   real: 27 trials over the same space, every trial to max_t.
+
+For each method: trial-epochs used, the best metric found, the trial-epochs after which its best
+so far came within 5% of the exhaustive best, and its best within a budget of a third of the
+exhaustive trial-epochs.
+
+    python bench/bench_search.py [--limit 1024] [--max-t 9] [--seeds 3] [--no-pbt]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as `python bench/bench_search.py`
+    sys.path.insert(0, str(ROOT))
+
+import yaml  # noqa: E402
+
+from gan.config import read_yaml  # noqa: E402
+
+ARCHS = ["baseline", "modified", "dcgan"]
+LRS = [2.0e-4, 5.0e-4, 1.0e-3]
+TABLE_ENV = "GAN_BENCH_SEARCH_TABLE"  # where the table trainable finds the measured curves
+WITHIN = 0.05
+
+
+def base_config(limit: int, max_t: int, data_dir: str) -> dict:
+    """quick.yaml's base, on `limit` images, to max_t epochs, scored every epoch."""
+    base = dict(read_yaml(ROOT / "tune_configs" / "quick.yaml")["base"])
+    base.update(limit=limit, epochs=max_t, eval_every=1, sample_every=max_t, data_dir=data_dir)
+    base.update(checkpoint_every=max_t, keep_checkpoints=1, loss="bce")
+    return base
+
+
+def grid() -> list[dict]:
+    return [{"arch": a, "lr_g": g, "lr_d": d} for a, g, d in itertools.product(ARCHS, LRS, LRS)]
+
+
+def key(config: dict) -> str:
+    return f"{config['arch']}|{float(config['lr_g']):.6g}|{float(config['lr_d']):.6g}"
+
+
+def exhaustive(base: dict, work: Path, metric: str) -> dict[str, list[float]]:
+    """Every grid point trained to max_t in this process; {key: metric after each epoch}."""
+    from gan.config import make_config
+    from gan.train import train
+
+    table = {}
+    for point in grid():
+        run = work / "exhaustive" / key(point).replace("|", "_")
+        reports = []
+        train(make_config({**base, **point}), run, lambda m, c, r=reports: r.append(m[metric]))
+        table[key(point)] = reports
+        print(f"search  exhaustive {key(point)}: {[round(v, 2) for v in reports]}", flush=True)
+    return table
+
+
+def table_trial(config, exp_dir: str = "", mode: str = "min") -> None:
+    """A Ray trainable that reports its config's measured curve, one epoch at a time."""
+    from ray import tune
+
+    table = json.loads(Path(os.environ[TABLE_ENV]).read_text())
+    curve = table[key(config)]
+    events = Path(exp_dir) / "events.jsonl"
+    for epoch, value in enumerate(curve[: int(config["epochs"])], 1):
+        with open(events, "a") as f:  # one line per trial-epoch, in the order they happen
+            f.write(json.dumps({"t": time.time(), "key": key(config), "value": value}) + "\n")
+        tune.report({"epoch": epoch, config["metric"]: value})
+
+
+def trace(events: Path) -> list[float]:
+    """The metric of every trial-epoch, in the order they were reported."""
+    rows = [json.loads(x) for x in events.read_text().splitlines()]
+    return [r["value"] for r in sorted(rows, key=lambda r: r["t"])]
+
+
+def summary(values: list[float], best: float, budget: int) -> dict:
+    """Trial-epochs, best found, trial-epochs to come within 5% of `best` (the metric is
+    minimised), and the best within the first `budget` trial-epochs."""
+    so_far, reach = math.inf, None
+    for i, v in enumerate(values, 1):
+        so_far = min(so_far, v)
+        if reach is None and so_far <= best * (1 + WITHIN):
+            reach = i
+    return {
+        "trial_epochs": len(values),
+        "best": so_far,
+        "epochs_to_within_5pct": reach,
+        "best_within_budget": min(values[:budget]) if values else None,
+    }
+
+
+def run_method(
+    label: str, top: dict, base: dict, work: Path, trainable, seed: int
+) -> tuple[list[float], float]:
+    """One tune experiment of the method; returns its trace and wall seconds."""
+    from jobs.tune import run_tune
+
+    name = f"{label}-{seed}"
+    spec = {"name": name, "metric": base["metric"], "base": base, "seed": seed, **top}
+    path = work / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    t0 = time.time()
+    run_tune(str(path), storage=str(work / "results"), trainable=trainable)
+    return trace(work / "results" / name / "events.jsonl"), time.time() - t0
+
+
+def bench_search(
+    limit: int = 1024,
+    max_t: int = 9,
+    seeds: int = 3,
+    pbt: bool = True,
+    data_dir: str = str(ROOT / "data"),
+    work: Path | None = None,
+) -> dict:
+    import ray.cloudpickle
+
+    from gan.config import make_config
+    from gan.metrics import make_evaluator
+
+    work = Path(work or tempfile.mkdtemp(prefix="bench-search-"))
+    work.mkdir(parents=True, exist_ok=True)
+    base = base_config(limit, max_t, data_dir)
+    metric = base.get("metric", "fd_domain")
+    base["metric"] = metric
+    make_evaluator(make_config(base), "cpu")  # data and classifier caches, paid once
+    t0 = time.time()
+    table = exhaustive(base, work, metric)
+    exhaustive_s = time.time() - t0
+    exhaustive_trace = [v for curve in table.values() for v in curve]  # grid order
+    (work / "table.json").write_text(json.dumps(table))
+    os.environ[TABLE_ENV] = str(work / "table.json")  # before Ray starts: workers inherit it
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers can't import bench/
+    best = min(min(c) for c in table.values())
+    budget = (len(table) * max_t) // 3
+    choices = {"arch": {"choice": ARCHS}, "lr_g": {"choice": LRS}, "lr_d": {"choice": LRS}}
+    asha = {"type": "asha", "grace_period": 1, "reduction_factor": 3, "max_t": max_t}
+    common = {"resources": {"cpu": 1}, "max_concurrent": 2, "num_samples": len(table)}
+    methods = {
+        "random+asha": {"searcher": "random", "search": choices, "scheduler": asha},
+        "optuna+asha": {"searcher": "optuna", "search": choices, "scheduler": asha},
+    }
+    out = {
+        "space": "arch {baseline, modified, dcgan} x lr_g x lr_d in {2e-4, 5e-4, 1e-3}: 27 configs",
+        "model": f"tune_configs/quick.yaml base, {limit} images, bce, to max_t {max_t}",
+        "metric": f"{metric}, {base['fid_samples']} samples, every epoch (min)",
+        "budget_trial_epochs": budget,
+        "exhaustive": {
+            "trial_epochs": len(table) * max_t,
+            "best": best,
+            "best_config": min(table, key=lambda k: min(table[k])),
+            "seconds": round(exhaustive_s, 1),
+            "epochs_to_within_5pct": summary(exhaustive_trace, best, budget)[
+                "epochs_to_within_5pct"
+            ],
+            "trace": exhaustive_trace,
+            "best_within_budget": min(
+                v for c in list(table.values())[: budget // max_t] for v in c
+            ),
+        },
+        "methods": {},
+    }
+    for label, top in methods.items():
+        runs = []
+        for seed in range(seeds):
+            values, wall = run_method(label, {**common, **top}, base, work, table_trial, seed)
+            runs.append({"seed": seed, **summary(values, best, budget), "wall_s": round(wall)})
+            print(f"search  {label} seed {seed}: {json.dumps(runs[-1])}", flush=True)
+            runs[-1]["trace"] = values
+        out["methods"][label] = runs
+    if pbt:
+        from jobs.tune import gan_trial
+
+        top = {
+            "searcher": "random",
+            "search": {
+                "arch": {"choice": ARCHS},
+                "lr_g": {"loguniform": [LRS[0], LRS[-1]]},
+                "lr_d": {"loguniform": [LRS[0], LRS[-1]]},
+            },
+            "scheduler": {"type": "pbt", "perturbation_interval": 3, "max_t": max_t},
+        }
+        base_pbt = {**base, "checkpoint_every": 1, "keep_checkpoints": 2}
+        name = "pbt-0"
+        spec = {"name": name, "metric": metric, "base": base_pbt, "seed": 0, **common, **top}
+        path = work / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(spec, sort_keys=False))
+        t1 = time.time()
+        from jobs.tune import run_tune
+
+        rows = run_tune(str(path), storage=str(work / "results"), trainable=gan_trial)
+        values = pbt_trace(work / "results" / name, rows, metric)
+        out["methods"]["pbt"] = [
+            {"seed": 0, **summary(values, best, budget), "wall_s": round(time.time() - t1)}
+        ]
+        print(f"search  pbt: {json.dumps(out['methods']['pbt'][0])}", flush=True)
+        out["methods"]["pbt"][0]["trace"] = values
+    return out
+
+
+def pbt_trace(exp: Path, rows: list[dict], metric: str) -> list[float]:
+    """PBT's trial-epochs in the order they were reported, from each trial's progress.csv (Ray's
+    result.json of a trial that PBT restarted can come back empty)."""
+    import csv
+
+    events = []
+    for r in rows:
+        path = exp / r["trial"] / "progress.csv"
+        if not path.exists():
+            continue
+        with open(path) as f:
+            for row in csv.DictReader(f):
+                if row.get(metric):
+                    events.append((float(row["timestamp"]), float(row[metric])))
+    return [v for _, v in sorted(events, key=lambda e: e[0])]
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--limit", type=int, default=1024)
+    p.add_argument("--max-t", type=int, default=9)
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--no-pbt", action="store_true")
+    p.add_argument("--work", default="")
+    p.add_argument("--out", default="")
+    a = p.parse_args()
+    work = Path(a.work) if a.work else None
+    res = bench_search(a.limit, a.max_t, a.seeds, not a.no_pbt, work=work)
+    text = json.dumps(res, indent=2)
+    if a.out:
+        Path(a.out).write_text(text)
+    print(text)
