@@ -188,7 +188,7 @@ def bench_search(
             runs[-1]["trace"] = values
         out["methods"][label] = runs
     if pbt:
-        from jobs.tune import gan_trial
+        from jobs.trial import gan_trial
 
         top = {
             "searcher": "random",

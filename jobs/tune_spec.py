@@ -31,7 +31,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from gan.config import FIELDS, RETUNABLE, Config, GanError, make_config, read_yaml, to_dict
+from gan.config import RETUNABLE, Config, GanError, make_config, read_yaml, to_dict
+from jobs.space import _number, search_space
 
 TOP_KEYS = (
     "name",
@@ -58,9 +59,7 @@ SCHEDULERS = {
 }
 LOGGERS = {"mlflow": "mlflow"}  # logger -> the module it needs
 EXTRA = {"optuna": "optuna", "mlflow": "mlflow"}  # module -> the gan extra that installs it
-FORMS = ("choice", "grid_search", "uniform", "loguniform", "randint")
 PATH_KEYS = ("data_dir", "data_path", "fid_weights")  # trials run in their own cwd: made absolute
-NOT_SEARCHABLE = ("metric", "name")  # one metric to compare by; one experiment name
 
 
 @dataclass(frozen=True)
@@ -96,17 +95,6 @@ def _int(data: dict, key: str, default: int, low: int) -> int:
     return value
 
 
-def _number(where: str, value: object) -> float:
-    if isinstance(value, bool):
-        raise GanError(f"{where}: expected a number, got {value!r}")
-    try:
-        return float(value)  # PyYAML reads 1e-4 (no dot) as a string
-    except (TypeError, ValueError):
-        raise GanError(
-            f"{where}: expected a number, got {value!r} (write floats as 1.0e-4)"
-        ) from None
-
-
 def resolve_paths(values: dict, cwd: Path | None = None) -> dict:
     """Make data_dir, data_path and fid_weights absolute (relative to the driver's cwd)."""
     cwd = Path.cwd() if cwd is None else cwd
@@ -116,64 +104,6 @@ def resolve_paths(values: dict, cwd: Path | None = None) -> dict:
         if isinstance(value, str) and value and "://" not in value:
             out[key] = str((cwd / Path(value).expanduser()).resolve())
     return out
-
-
-def _checked_value(key: str, value: object, base: Config) -> object:
-    """One candidate value of a searched key, coerced and checked against the base config."""
-    try:
-        return to_dict(make_config({key: value}, base=base))[key]
-    except GanError as e:
-        raise GanError(f"search key '{key}': value {value!r} is invalid ({e})") from None
-
-
-def search_space(search: dict, base: Config) -> dict:
-    """Translate the YAML `search:` mapping into Ray Tune domains, checking keys and value types."""
-    from ray import tune
-
-    if not isinstance(search, dict):
-        raise GanError("tune key 'search': expected a mapping of config key -> {form: values}")
-    space = {}
-    for key, rule in search.items():
-        if key not in FIELDS:
-            raise GanError(
-                f"search key '{key}' is not a config key; valid keys: {', '.join(FIELDS)}"
-            )
-        if key in NOT_SEARCHABLE:
-            raise GanError(f"search key '{key}' cannot be searched; set it at the top level")
-        if not isinstance(rule, dict) or len(rule) != 1 or next(iter(rule)) not in FORMS:
-            raise GanError(
-                f"search key '{key}': expected one of {{{': ..., '.join(FORMS)}: ...}}, "
-                f"e.g. {key}: {{choice: [a, b]}}; got {rule!r}"
-            )
-        form, args = next(iter(rule.items()))
-        where = f"search key '{key}' ({form})"
-        if not isinstance(args, list) or not args:
-            raise GanError(f"{where}: expected a non-empty list, got {args!r}")
-        if form in ("choice", "grid_search"):
-            values = [_checked_value(key, v, base) for v in args]
-            space[key] = tune.choice(values) if form == "choice" else tune.grid_search(values)
-            continue
-        if len(args) != 2:
-            raise GanError(f"{where}: expected [low, high], got {args!r}")
-        kind = getattr(FIELDS[key].type, "__name__", FIELDS[key].type)  # "float", "int", ...
-        if form in ("uniform", "loguniform") and kind != "float":
-            raise GanError(f"{where}: '{key}' is {kind}, not float; use choice or randint")
-        if form == "randint" and kind not in ("int", "float"):
-            raise GanError(f"{where}: '{key}' is {kind}, not a number; use choice")
-        low, high = (_number(where, v) for v in args)
-        if form == "randint":
-            if not (low.is_integer() and high.is_integer()):
-                raise GanError(f"{where}: bounds must be integers, got {args!r}")
-            low, high = int(low), int(high)
-        if not low < high:
-            raise GanError(f"{where}: low must be below high, got {args!r}")
-        if form == "loguniform" and low <= 0:
-            raise GanError(f"{where}: low must be positive, got {args!r}")
-        # both ends must be valid values themselves (randint excludes its upper bound)
-        _checked_value(key, low, base)
-        _checked_value(key, high - 1 if form == "randint" else high, base)
-        space[key] = getattr(tune, form)(low, high)
-    return space
 
 
 def _scheduler(data: object, base: Config, searched: dict) -> dict:

@@ -646,7 +646,7 @@ def pid_trial(config, exp_dir="", mode="min"):
     """gan_trial that first writes its worker's pid, for a kill -9 from outside."""
     from ray import tune
 
-    from jobs.tune import gan_trial
+    from jobs.trial import gan_trial
 
     trial = Path(tune.get_context().get_trial_dir()).name
     (Path(exp_dir) / f"{trial}.pid").write_text(str(os.getpid()))

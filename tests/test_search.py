@@ -162,7 +162,7 @@ def test_resuming_under_new_learning_rates_goes_on_with_them(tmp_path, tiny):
 def test_a_pbt_exploit_continues_the_donors_checkpoint_with_the_mutated_rate(tmp_path, tiny):
     from ray import tune
 
-    from jobs.tune import TRIAL_FILE, restore_checkpoint
+    from jobs.trial import TRIAL_FILE, restore_checkpoint
 
     exp = tmp_path / "exp"
     train(tiny(epochs=2), exp / "donor")  # the donor trial, at its epoch-2 report

@@ -151,7 +151,7 @@ def test_best_config_without_experiment(tmp_path):
 def test_diverged_report_keeps_a_usable_metric(monkeypatch):
     from ray import tune
 
-    from jobs.tune import make_report
+    from jobs.trial import make_report
 
     seen = []
     monkeypatch.setattr(tune, "report", lambda row, checkpoint=None: seen.append(row))
@@ -275,7 +275,7 @@ def flaky_trial(config, exp_dir="", mode="min"):
     """gan_trial whose first attempt dies at its epoch-2 report, losing its local checkpoints."""
     from ray import tune
 
-    from jobs.tune import gan_trial
+    from jobs.trial import gan_trial
 
     marker = Path(exp_dir) / "crashed_once"
     if not marker.exists():

@@ -1,0 +1,109 @@
+"""Inside a trial: the function trainable Ray Tune runs (gan.train.train in the trial's dir),
+the `report` seam it hands to train(), and how a trial picks up a checkpoint: its own after a
+crash, or another trial's after a PBT exploit."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+from ray import tune
+
+from gan import checkpoint as ck
+from gan.config import GanError, make_config
+from jobs.tune_report import DIVERGED, USER_ERROR
+
+
+def make_report(metric: str, mode: str):
+    """The `report` callable train() gets: every evaluation -> tune.report with its checkpoint."""
+    worst = DIVERGED if mode == "min" else -DIVERGED
+
+    def report(metrics: dict, checkpoint_dir: str | None) -> None:
+        row = {k: v for k, v in metrics.items() if isinstance(v, (bool, int, float, str))}
+        value = row.get(metric)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+        ):
+            row[metric] = worst  # every report must carry a usable metric, or the experiment stops
+        checkpoint = None
+        if checkpoint_dir:  # whose checkpoint: a PBT exploit hands it to another trial
+            (Path(checkpoint_dir) / TRIAL_FILE).write_text(tune.get_context().get_trial_id())
+            checkpoint = tune.Checkpoint.from_directory(checkpoint_dir)
+        tune.report(row, checkpoint=checkpoint)  # copies the checkpoint to storage before returning
+
+    return report
+
+
+TRIAL_FILE = "trial_id.txt"  # in every reported checkpoint: the trial that wrote it
+
+
+def restore_checkpoint(checkpoint, run_dir: Path, exp_dir: str = "") -> None:
+    """Put Ray's checkpoint where train() resumes from, unless run_dir has a newer one of its own.
+
+    A checkpoint of another trial is a PBT exploit: the trial drops its own line (checkpoints,
+    log) and goes on from the donor's, whose log rows up to that epoch become its history."""
+    if checkpoint is None:
+        return
+    with checkpoint.as_directory() as folder:
+        src = Path(folder) / "checkpoint.pt"
+        epoch = ck.load_checkpoint(src)["epoch"]
+        mark = Path(folder) / TRIAL_FILE
+        donor = mark.read_text() if mark.exists() else ""
+        local = ck.numbered(run_dir)
+        if donor and donor != run_dir.name:
+            adopt_donor(run_dir, donor, epoch, exp_dir)
+        elif local and int(ck.CKPT_RE.search(local[-1].name).group(1)) >= epoch:
+            return  # same storage, same run: its own newest checkpoint is at least as far along
+        dst = ck.checkpoint_path(run_dir, epoch)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst.with_suffix(".tmp"))
+        dst.with_suffix(".tmp").replace(dst)
+
+
+def adopt_donor(run_dir: Path, donor: str, epoch: int, exp_dir: str) -> None:
+    """Replace a trial's own checkpoints and log by the donor trial's, up to `epoch`."""
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    theirs = Path(exp_dir) / donor / "log.jsonl" if exp_dir else None
+    rows = []
+    if theirs is not None and theirs.is_file():
+        for line in theirs.read_text().splitlines():
+            try:
+                if json.loads(line).get("epoch", 0) <= epoch:
+                    rows.append(line)
+            except ValueError:
+                pass  # the donor is writing its next row
+    rows.append(json.dumps({"kind": "exploit", "epoch": epoch, "donor": donor}))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "log.jsonl").write_text("".join(r + "\n" for r in rows))
+    print(f"trial {run_dir.name}: exploit, going on from trial {donor}'s epoch {epoch}", flush=True)
+
+
+def gan_trial(config: dict, exp_dir: str = "", mode: str = "min") -> None:
+    """Ray Tune function trainable: train one config in its trial dir, reporting each evaluation."""
+    from gan.train import train
+
+    try:
+        cfg = make_config(config)
+        trial_dir = Path(tune.get_context().get_trial_dir())  # the local working dir of the trial
+        # on a local or shared filesystem, write straight into <storage>/<name>/<trial>/ so that
+        # logs, samples and TensorBoard events persist and a resumed trial finds them; on s3 Ray
+        # syncs them up
+        run_dir = Path(exp_dir) / trial_dir.name if exp_dir else trial_dir
+        restore_checkpoint(tune.get_checkpoint(), run_dir, exp_dir)
+        train(cfg, run_dir, make_report(cfg.metric, mode))
+    except GanError as e:
+        # a user error (e.g. a searched batch_size above the dataset size): the same config
+        # fails the same way on every retry, and a raised error prints Ray's traceback. The trial
+        # ends with the message as its last result (no epoch: ASHA skips it); trials.csv shows
+        # it as failed, with this message in its error column
+        worst = DIVERGED if mode == "min" else -DIVERGED
+        tune.report({config.get("metric", "fid"): worst, USER_ERROR: str(e)})
+
+
+def trial_dirname(trial) -> str:
+    """Short, stable trial directory names: the trial id."""
+    return trial.trial_id
