@@ -76,6 +76,18 @@ def _panel(draw, box, curves, xkey, xlabel, font, log_x: bool) -> None:
             draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colour)
 
 
+def legend(draw, names: list[str], at: tuple[int, int], right: int, font) -> None:
+    """One colour swatch and name per curve, in rows that end before x = right."""
+    x, y = at
+    for i, name in enumerate(names):
+        width = 40 + int(draw.textlength(name, font=font))
+        if x + width > right:  # the next legend row
+            x, y = at[0], y + 22
+        draw.line([(x, y), (x + 24, y)], fill=COLOURS[i % len(COLOURS)], width=3)
+        draw.text((x + 30, y), name, fill=(0, 0, 0), font=font, anchor="lm")
+        x += width
+
+
 def plot(quality: dict, path: Path, title: str) -> None:
     """Two panels (per epoch, per training second), log fd_domain, one line per recipe."""
     curves = {k: v["curve"] for k, v in quality["recipes"].items()}
@@ -87,15 +99,7 @@ def plot(quality: dict, path: Path, title: str) -> None:
     draw.text((18, 260), "fd_domain", fill=(0, 0, 0), font=font, anchor="lm")
     _panel(draw, (120, 40, 560, 420), curves, "epoch", "epoch", font, log_x=False)
     _panel(draw, (680, 40, 1120, 420), curves, "cpu_seconds", "training CPU seconds", font, True)
-    x, y = 120, 474
-    for i, name in enumerate(curves):
-        colour = COLOURS[i % len(COLOURS)]
-        width = 40 + int(draw.textlength(name, font=font))
-        if x + width > W - 40:  # the next legend row
-            x, y = 120, y + 22
-        draw.line([(x, y), (x + 24, y)], fill=colour, width=3)
-        draw.text((x + 30, y), name, fill=(0, 0, 0), font=font, anchor="lm")
-        x += width
+    legend(draw, list(curves), (120, 474), W - 40, font)
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report_quality import COLOURS, _panel  # noqa: E402
+from report_quality import _panel, legend  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,8 +42,10 @@ def table(search: dict) -> str:
         f"trial-epochs to within 5% of the exhaustive best | best within {budget} "
         "trial-epochs |",
         "|---|---:|---:|---:|---:|---:|",
-        f"| every trial to max_t (grid order) | - | {full['trial_epochs']} | {full['best']:.4g} | "
-        f"{full['epochs_to_within_5pct']} | {full['best_within_budget']:.4g} |",
+        # the reference: its cost is every trial-epoch; when it passes 5% depends only on the
+        # order it happens to train the grid in
+        f"| every trial to max_t | - | {full['trial_epochs']} | {full['best']:.4g} | "
+        f"{full['trial_epochs']} (all) | order-dependent |",
     ]
     for name, runs in search["methods"].items():
         cols = ("trial_epochs", "best", "epochs_to_within_5pct", "best_within_budget")
@@ -53,7 +55,7 @@ def table(search: dict) -> str:
 
 
 def plot(search: dict, path: Path) -> None:
-    traces = {"every trial to max_t": search["exhaustive"]["trace"]}
+    traces = {"every trial to max_t (grid order)": search["exhaustive"]["trace"]}
     traces.update({name: runs[0]["trace"] for name, runs in search["methods"].items()})
     curves = {}
     for name, values in traces.items():
@@ -69,15 +71,7 @@ def plot(search: dict, path: Path) -> None:
     title = "best so far against trial-epochs spent"
     draw.text((W / 2, 10), title, fill=(0, 0, 0), font=font, anchor="ma")
     _panel(draw, (110, 40, 720, 400), curves, "x", "cumulative trial-epochs", font, log_x=True)
-    x, y = 110, 460
-    for i, name in enumerate(curves):
-        colour = COLOURS[i % len(COLOURS)]
-        width = 40 + int(draw.textlength(name, font=font))
-        if x + width > W - 20:
-            x, y = 110, y + 22
-        draw.line([(x, y), (x + 24, y)], fill=colour, width=3)
-        draw.text((x + 30, y), name, fill=(0, 0, 0), font=font, anchor="lm")
-        x += width
+    legend(draw, list(curves), (110, 460), W - 20, font)
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path)
 

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-__all__ = ["ray_session"]
+__all__ = ["ray_session", "tune_base"]
 
 
 @pytest.fixture(scope="session")
@@ -28,3 +28,31 @@ def ray_session():
         )
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tune_base(tmp_path_factory, fmnist_dir):
+    """Base config values of the Ray tests' trials: tiny real data in one shared data/cache dir,
+    whose data and classifier caches are filled once, not in every trial."""
+    from gan.config import make_config
+    from gan.metrics import make_evaluator
+
+    data_dir = tmp_path_factory.mktemp("tune_data")
+    base = dict(
+        dataset="fashion_mnist",
+        data_dir=str(data_dir),
+        limit=256,
+        batch_size=32,
+        width=8,
+        latent_dim=16,
+        epochs=3,
+        eval_every=1,
+        metric="fd_domain",
+        fid_samples=256,
+        sample_every=1,
+        checkpoint_every=1,
+        device="cpu",
+        seed=0,
+    )
+    make_evaluator(make_config(base), "cpu")
+    return base

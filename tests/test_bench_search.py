@@ -38,7 +38,7 @@ def test_report_table_and_plot(tmp_path):
         },
     }
     text = table(search)
-    assert "| every trial to max_t (grid order) | - | 27 | 8.8 | 4 | 9.5 |" in text
+    assert "| every trial to max_t | - | 27 | 8.8 | 27 (all) | order-dependent |" in text
     assert "| random+asha | 2 | 9 (9-9) | 9 (9-9) | 1/2 seeds, median 4 |" in text
     plot(search, tmp_path / "search.png")
     assert (tmp_path / "search.png").stat().st_size > 1000

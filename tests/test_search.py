@@ -14,7 +14,7 @@ import torch
 import yaml
 
 from gan.checkpoint import load_checkpoint
-from gan.config import GanError, make_config
+from gan.config import GanError
 from gan.train import train
 from jobs.tune_spec import parse_spec
 
@@ -226,30 +226,10 @@ def test_reevaluation_ranks_by_the_mean():
     assert math.isnan(ranked[3][MEAN]) and ranked[3][SEEDS] == 0  # not re-evaluated
 
 
-@pytest.fixture(scope="module")
-def search_base(tmp_path_factory, fmnist_dir):
-    """Tiny real-data trials (one shared data/cache dir, filled once)."""
-    from gan.metrics import make_evaluator
-
-    data_dir = tmp_path_factory.mktemp("search_data")
-    base = dict(
-        dataset="fashion_mnist",
-        data_dir=str(data_dir),
-        limit=256,
-        batch_size=32,
-        width=8,
-        latent_dim=16,
-        epochs=2,
-        eval_every=1,
-        metric="fd_domain",
-        fid_samples=128,
-        sample_every=1,
-        checkpoint_every=1,
-        device="cpu",
-        seed=0,
-    )
-    make_evaluator(make_config(base), "cpu")
-    return base
+@pytest.fixture
+def search_base(tune_base):
+    """The Ray tests' tiny trials (tests/fixtures_ray.py), scored on fewer samples."""
+    return {**tune_base, "epochs": 2, "fid_samples": 128}
 
 
 def _spec(path: Path, base: dict, **top) -> Path:

@@ -21,33 +21,6 @@ from jobs.tune_spec import load_spec, parse_spec
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def tune_base(tmp_path_factory, fmnist_dir):
-    """Base config values of the Ray tests: tiny real data, one shared data/cache dir."""
-    data_dir = tmp_path_factory.mktemp("tune_data")
-    base = dict(
-        dataset="fashion_mnist",
-        data_dir=str(data_dir),
-        limit=256,
-        batch_size=32,
-        width=8,
-        latent_dim=16,
-        epochs=3,
-        eval_every=1,
-        metric="fd_domain",
-        fid_samples=256,
-        sample_every=1,
-        checkpoint_every=1,
-        device="cpu",
-        seed=0,
-    )
-    cfg = make_config(base)
-    from gan.metrics import make_evaluator
-
-    make_evaluator(cfg, "cpu")  # fills the data and classifier caches once, not in every trial
-    return base
-
-
 def write_spec(path: Path, base: dict, **top) -> Path:
     spec = {"metric": "fd_domain", "base": base, "resources": {"cpu": 1}, "seed": 0, **top}
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
