@@ -26,8 +26,8 @@ def start_ray() -> None:
     ours = signal.getsignal(signal.SIGTERM)
     ray.init()
     if callable(ours) and threading.current_thread() is threading.main_thread():
-        # Ray's core worker puts its own SIGTERM handler in place, which ends the driver at
-        # once (exit 15, no experiment state saved); the job's handler (SIGTERM as Ctrl-C, a
+        # ray.init puts its own SIGTERM handler in place (sys.exit(15)), which ends the driver
+        # at once with no experiment state saved; the job's handler (SIGTERM as Ctrl-C, a
         # graceful Tune stop that the same command resumes) is put back
         signal.signal(signal.SIGTERM, ours)
 

@@ -219,11 +219,6 @@ def comparison_sheet(rows: list[dict], spec, top: int = SHEET_TOP) -> bytes | No
     return out.getvalue()
 
 
-def write_outputs(results, spec, exp_path: str) -> list[dict]:
-    """publish() the trials of a finished Tuner.fit()."""
-    return publish(trial_rows(results, spec), spec, exp_path)
-
-
 def publish(rows: list[dict], spec, exp_path: str) -> list[dict]:
     """Write best.yaml, trials.csv and comparison.png into the experiment dir; print the table.
     The winner is the first row that finished or was stopped: rows come best first."""
