@@ -106,7 +106,8 @@ def make_callbacks(spec: Spec, exp_path: str) -> list:
         class MLflowLogger(MLflowLoggerCallback):
             """Ray's MLflow logger, whose trials may restart under new values: a PBT exploit
             restarts a trial with mutated learning rates, and MLflow refuses to change a logged
-            param. A run's params are its starting config; each result carries lr_g and lr_d."""
+            param. A run's params are its starting config; the values an exploit gave a trial
+            are in the trial's log.jsonl (its retune rows)."""
 
             def log_trial_start(self, trial) -> None:
                 if trial not in self._trial_runs:
