@@ -95,22 +95,20 @@ def reevaluate(spec: Spec, rows: list[dict], storage: str, trainable) -> dict[st
     from jobs.tune import fit
 
     results = fit(tuner)
-    scores: dict[str, list[float]] = {r["trial"]: [] for r in top}
-    for row in trial_rows(results, spec):
-        candidate = row["_result"].config["candidate"]
-        scores[top[candidate]["trial"]].append(row[spec.metric])
-    write_table(scores, top, spec, sub)
-    return scores
+    runs: dict[str, list[tuple[int, float]]] = {r["trial"]: [] for r in top}  # (seed, metric)
+    for row in trial_rows(results, spec):  # best first, not in seed order
+        config = row["_result"].config
+        runs[top[config["candidate"]]["trial"]].append((config["seed"], row[spec.metric]))
+    write_table(runs, spec, sub)
+    return {trial: [value for _, value in sorted(pairs)] for trial, pairs in runs.items()}
 
 
-def write_table(scores: dict[str, list[float]], top: list[dict], spec: Spec, sub: str) -> None:
+def write_table(runs: dict[str, list[tuple[int, float]]], spec: Spec, sub: str) -> None:
     """<exp>/reevaluate/seeds.csv: one line per candidate and seed."""
     fs, root = storage_fs(sub)
-    seeds = new_seeds(spec)
     lines = [f"trial,seed,{spec.metric}"]
-    for r in top:
-        for seed, value in zip(seeds, scores[r["trial"]], strict=False):
-            lines.append(f"{r['trial']},{seed},{value}")
+    for trial, pairs in runs.items():
+        lines += [f"{trial},{seed},{value}" for seed, value in sorted(pairs)]
     write_bytes(fs, f"{root}/seeds.csv", ("\n".join(lines) + "\n").encode())
 
 

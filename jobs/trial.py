@@ -13,6 +13,7 @@ from ray import tune
 
 from gan import checkpoint as ck
 from gan.config import GanError, make_config
+from gan.io import atomic_text
 from jobs.tune_report import DIVERGED, USER_ERROR
 
 
@@ -78,7 +79,7 @@ def adopt_donor(run_dir: Path, donor: str, epoch: int, exp_dir: str) -> None:
                 pass  # the donor is writing its next row
     rows.append(json.dumps({"kind": "exploit", "epoch": epoch, "donor": donor}))
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "log.jsonl").write_text("".join(r + "\n" for r in rows))
+    atomic_text("".join(r + "\n" for r in rows), run_dir / "log.jsonl", "run log")
     print(f"trial {run_dir.name}: exploit, going on from trial {donor}'s epoch {epoch}", flush=True)
 
 

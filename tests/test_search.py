@@ -259,6 +259,8 @@ def test_reevaluation_retrains_the_best_with_new_seeds(tmp_path, search_base, ra
     exp = tmp_path / "seeds"
     seeds = _csv(exp / "reevaluate" / "seeds.csv")
     assert len(seeds) == 4 and {r["seed"] for r in seeds} == {"1", "2"}  # new seeds, not 0
+    for trial in {r["trial"] for r in seeds}:  # each candidate ran under each new seed once
+        assert sorted(r["seed"] for r in seeds if r["trial"] == trial) == ["1", "2"]
     means = {}
     for r in seeds:
         means.setdefault(r["trial"], []).append(float(r["fd_domain"]))
