@@ -120,7 +120,7 @@ def train(cfg: Config, run_dir: str | Path, report: Report | None = None) -> dic
         write_row(run_dir / "log.jsonl", {"kind": "retune", "epoch": state.epoch, **retuned})
     real = data.images.to(device)
     labels = data.labels.to(device) if data.labels is not None else None
-    G_run, D_run = _maybe_compile(state.G, cfg.compile), _maybe_compile(state.D, cfg.compile)
+    G_run, D_run = _maybe_compile(state.G, cfg.compile), _maybe_compile(state.D, compile_d(cfg))
     nets = Nets(G_run, D_run, state.opt_g, state.opt_d, state.G_ema)  # what train_epoch updates
     writer = SummaryWriter(str(run_dir))
     if not resumed:
@@ -254,6 +254,16 @@ def _result(status: str, state: ck.TrainState, run_dir: Path) -> dict:
         "best_metric": state.best,
         "run_dir": str(run_dir),
     }
+
+
+def compile_d(cfg: Config) -> bool:
+    """Whether D is compiled with `compile`: not under spectral norm, whose power iteration
+    updates its vectors in place at every forward. Compiled by Inductor, the residual D's two
+    forwards per step (real, fake) then fail at the backward (torch 2.x: "modified by an inplace
+    operation"), so D runs eager and G alone is compiled."""
+    if cfg.compile and cfg.spectral_norm:
+        log.info("compile: G only; D runs eager under spectral_norm")
+    return cfg.compile and not cfg.spectral_norm
 
 
 def _maybe_compile(m: nn.Module, enabled: bool) -> nn.Module:
