@@ -6,7 +6,7 @@ Options: --quick (smaller counts, for a smoke run), --only NAME[,NAME] (train, f
 mfu, packing, asha, search, screen, quick, growth, quality), --data-dir DIR (prepared data and
 caches; default data/), --recipes (quality: which presets to curve against the textbook DCGAN;
 default every Fashion-MNIST one), --epochs N (quality: curves to epoch N; a resumed bench
-extends them).
+extends them), --jobs N (quality: curves trained side by side).
 """
 
 from __future__ import annotations
@@ -137,6 +137,12 @@ def main() -> int:
         default=0,
         help="quality: epochs of every curve (default: 5 on a CPU, 30 on a GPU, 2 with --quick)",
     )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=0,
+        help="quality: curves trained side by side (default: one per core on a CPU, 1 on a GPU)",
+    )
     p.add_argument("--data-dir", default=str(ROOT / "data"))
     args = p.parse_args()
     only = set(args.only.split(","))
@@ -256,6 +262,7 @@ def main() -> int:
             args.data_dir,
             "cuda" if gpu else "cpu",
             parse_sets(args.set),
+            args.jobs or (1 if gpu else os.cpu_count() or 1),
         )
 
     RESULTS.mkdir(parents=True, exist_ok=True)
