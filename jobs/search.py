@@ -1,6 +1,6 @@
 """How a tune explores: the searcher (random, grid, Optuna's TPE) that proposes configs, the
 scheduler (ASHA, FIFO, Population Based Training) that stops or mutates trials, and the optional
-experiment trackers (MLflow) that see every result."""
+experiment trackers (MLflow, Weights & Biases) that see every result."""
 
 from __future__ import annotations
 
@@ -119,7 +119,45 @@ def make_callbacks(spec: Spec, exp_path: str) -> list:
         callbacks.append(
             MLflowLogger(tracking_uri=uri, experiment_name=spec.name, save_artifact=False)
         )
+    if "wandb" in spec.loggers:
+        from ray.air.integrations.wandb import WandbLoggerCallback
+
+        mode = wandb_mode()
+        local = "://" not in exp_path
+        if mode == "offline":
+            os.environ["WANDB_MODE"] = "offline"  # Ray asks for an API key unless it reads this
+            where = posixpath.join(exp_path, "wandb") if local else "./wandb"
+            print(
+                f"W&B: no API key (WANDB_API_KEY or wandb login); trials are logged offline to "
+                f"{where}: `wandb sync {where}/offline-run-*` uploads them",
+                flush=True,
+            )
+        callbacks.append(
+            WandbLoggerCallback(
+                project=os.environ.get("WANDB_PROJECT") or spec.name,
+                mode=mode,
+                **({"dir": exp_path} if local else {}),
+            )
+        )
     return callbacks
+
+
+def wandb_mode() -> str:
+    """WANDB_MODE when set; online with an API key (WANDB_API_KEY, or `wandb login`'s); else
+    offline: the runs are written next to the experiment, for `wandb sync` to upload later."""
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"]
+    if os.environ.get("WANDB_API_KEY"):
+        return "online"
+    import wandb
+
+    try:
+        wandb.ensure_configured()
+        if wandb.api.api_key:
+            return "online"
+    except AttributeError:  # an older wandb without these: no stored key found
+        pass
+    return "offline"
 
 
 def tune_config(spec: Spec, trial_dirname) -> tune.TuneConfig:

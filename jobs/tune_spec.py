@@ -17,7 +17,7 @@ Layout of the file (every key but `base` is optional):
     #   or {type: pbt, perturbation_interval: 2, quantile_fraction: 0.25, resample_probability:
     #   0.25}: mutates the searched RETUNABLE keys (lr_g, lr_d, betas, ...) of the worst trials
     reevaluate: {top: 3, seeds: 3}   # retrain the best 3 with 3 new seeds each; rank by the mean
-    loggers: [mlflow]           # Ray Tune's MLflow logger (pip install 'gan[mlflow]')
+    loggers: [mlflow, wandb]    # Ray Tune's MLflow, W&B loggers (pip install 'gan[mlflow,wandb]')
     resources: {cpu: 1, gpu: 0.25}         # per trial; fractional GPUs pack trials on one GPU
     num_samples: 1              # samples per grid point (optuna: trials in all)
     max_concurrent: 0           # 0: as many as the resources allow
@@ -57,8 +57,9 @@ SCHEDULERS = {
     "fifo": ("max_t",),
     "pbt": ("perturbation_interval", "quantile_fraction", "resample_probability", "max_t"),
 }
-LOGGERS = {"mlflow": "mlflow"}  # logger -> the module it needs
-EXTRA = {"optuna": "optuna", "mlflow": "mlflow"}  # module -> the gan extra that installs it
+LOGGERS = {"mlflow": "mlflow", "wandb": "wandb"}  # logger -> the module it needs
+# module -> the gan extra that installs it
+EXTRA = {"optuna": "optuna", "mlflow": "mlflow", "wandb": "wandb"}
 PATH_KEYS = ("data_dir", "data_path", "fid_weights")  # trials run in their own cwd: made absolute
 
 

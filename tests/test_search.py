@@ -1,5 +1,5 @@
 """How a tune explores: searchers (random, grid, Optuna), PBT's exploit on gan's checkpoints, seed
-re-evaluation ranked by the mean, and the MLflow logger."""
+re-evaluation ranked by the mean, and the MLflow and W&B loggers."""
 
 import csv
 import json
@@ -60,12 +60,16 @@ def test_a_missing_optional_package_is_named_with_its_extra(monkeypatch):
 
     real = importlib.util.find_spec
     monkeypatch.setattr(
-        importlib.util, "find_spec", lambda n, *a: None if n in ("optuna", "mlflow") else real(n)
+        importlib.util,
+        "find_spec",
+        lambda n, *a: None if n in ("optuna", "mlflow", "wandb") else real(n),
     )
     with pytest.raises(GanError, match=r"pip install 'gan\[optuna\]'"):
         spec_of(searcher="optuna", search=LR)
     with pytest.raises(GanError, match=r"pip install 'gan\[mlflow\]'"):
         spec_of(loggers=["mlflow"])
+    with pytest.raises(GanError, match=r"logger wandb needs .* pip install 'gan\[wandb\]'"):
+        spec_of(loggers=["wandb"])
 
 
 def test_grid_searcher_lists_every_combination():
@@ -254,6 +258,7 @@ def test_reevaluation_retrains_the_best_with_new_seeds(tmp_path, search_base, ra
         search={"lr_g": {"grid_search": [1.0e-4, 2.0e-3, 1.0e-2]}},
         scheduler={"type": "fifo"},
         reevaluate={"top": 2, "seeds": 2},
+        loggers=["mlflow"],
     )
     rows = run_tune(str(spec), storage=str(tmp_path))
     exp = tmp_path / "seeds"
@@ -274,13 +279,22 @@ def test_reevaluation_retrains_the_best_with_new_seeds(tmp_path, search_base, ra
     best = best_config(exp)  # what `gan train --best` retrains: the best by mean
     assert best.lr_g == float(table[0]["lr_g"]) and best.seed == 0
     assert "ranked by the mean over 2 new seeds" in (exp / "best.yaml").read_text()
+    from mlflow.tracking import MlflowClient  # the re-evaluation's runs are logged as well
+
+    client = MlflowClient(f"sqlite:///{exp}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("seeds").experiment_id])
+    assert len(runs) == 3 + 2 * 2
 
 
 @pytest.mark.ray
-def test_pbt_exploits_go_on_from_the_donor_and_mlflow_logs_every_trial(
-    tmp_path, search_base, ray_session
+def test_pbt_exploits_go_on_from_the_donor_and_mlflow_and_wandb_log_every_trial(
+    tmp_path, search_base, ray_session, monkeypatch, capsys
 ):
     from jobs.tune import run_tune
+
+    for var in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_PROJECT"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no stored W&B login: the runs go offline
 
     spec = _spec(
         tmp_path / "pbt.yaml",
@@ -291,10 +305,11 @@ def test_pbt_exploits_go_on_from_the_donor_and_mlflow_logs_every_trial(
         resources={"cpu": 1},
         # quantile 0.5 of 2 trials: at each interval the worse one exploits the better one
         scheduler={"type": "pbt", "perturbation_interval": 1, "quantile_fraction": 0.5},
-        loggers=["mlflow"],
+        loggers=["mlflow", "wandb"],
     )
     rows = run_tune(str(spec), storage=str(tmp_path))
     exp = tmp_path / "pbt"
+    assert f"logged offline to {exp}/wandb" in capsys.readouterr().out
     assert len(rows) == 2 and (exp / "best.yaml").is_file()
     exploits = []
     for r in rows:
@@ -309,6 +324,11 @@ def test_pbt_exploits_go_on_from_the_donor_and_mlflow_logs_every_trial(
     client = MlflowClient(f"sqlite:///{exp}/mlflow.db")
     runs = client.search_runs([client.get_experiment_by_name("pbt").experiment_id])
     assert len(runs) == 2 and all("fd_domain" in run.data.metrics for run in runs)
+    # one offline W&B run per trial, each with history records of the metric (the run file's
+    # records are protobufs: a history item's key is the field b"\x12" + length + name)
+    offline = sorted((exp / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(offline) == 2
+    assert all(f.read_bytes().count(b"\x12\tfd_domain") >= 3 for f in offline)
 
 
 @pytest.mark.ray
