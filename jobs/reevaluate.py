@@ -62,6 +62,8 @@ def reevaluate(spec: Spec, rows: list[dict], storage: str, trainable) -> dict[st
         f"{len(top) * len(new_seeds(spec))} runs to epoch(s) {epochs}",
         flush=True,
     )
+    from jobs.tune import fit, run_config
+
     if tune.Tuner.can_restore(sub):
         tuner = tune.Tuner.restore(sub, fn, resume_unfinished=True, resume_errored=True)
     else:
@@ -79,20 +81,8 @@ def reevaluate(spec: Spec, rows: list[dict], storage: str, trainable) -> dict[st
                 trial_dirname_creator=lambda t: t.trial_id,
                 reuse_actors=True,
             ),
-            run_config=tune.RunConfig(
-                name=FOLDER,
-                storage_path=exp_path,
-                failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-                checkpoint_config=tune.CheckpointConfig(
-                    num_to_keep=1,
-                    checkpoint_score_attribute=spec.metric,
-                    checkpoint_score_order=spec.mode,
-                ),
-                sync_config=tune.SyncConfig(sync_artifacts=remote),
-                verbose=1,
-            ),
+            run_config=run_config(spec, FOLDER, exp_path, 1, exp_path),
         )
-    from jobs.tune import fit
 
     results = fit(tuner)
     runs: dict[str, list[tuple[int, float]]] = {r["trial"]: [] for r in top}  # (seed, metric)

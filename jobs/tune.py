@@ -131,29 +131,40 @@ def build_tuner(spec: Spec, storage: str, trainable=gan_trial) -> tune.Tuner:
     if tune.Tuner.can_restore(exp_path):
         print(f"resuming experiment {exp_path}", flush=True)
         return tune.Tuner.restore(exp_path, fn, resume_unfinished=True, resume_errored=True)
-    run_config = tune.RunConfig(
-        name=spec.name,
+    # best by metric; Ray always keeps the latest as well. PBT keeps them all: an exploit restores
+    # the donor's checkpoint of the interval, which the donor may have moved past
+    keep = None if spec.scheduler["type"] == "pbt" else spec.num_to_keep
+    return tune.Tuner(
+        fn,
+        param_space=spec.param_space(),
+        tune_config=tune_config(spec, trial_dirname),
+        run_config=run_config(spec, spec.name, storage, keep, exp_path),
+    )
+
+
+def run_config(
+    spec: Spec, name: str, storage: str, keep: int | None, exp_path: str
+) -> tune.RunConfig:
+    """Ray's RunConfig of an experiment `name` under `storage`: the search, or its re-evaluation
+    inside the search's folder `exp_path`. `keep` checkpoints per trial by the metric, retries,
+    the max_t stop, and the spec's loggers, which write beside the search's trials."""
+    return tune.RunConfig(
+        name=name,
         storage_path=storage,
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
         checkpoint_config=tune.CheckpointConfig(
-            # best by metric; Ray always keeps the latest as well. PBT keeps them all: an exploit
-            # restores the donor's checkpoint of the interval, which the donor may have moved past
-            num_to_keep=None if spec.scheduler["type"] == "pbt" else spec.num_to_keep,
+            num_to_keep=keep,
             checkpoint_score_attribute=spec.metric,
             checkpoint_score_order=spec.mode,  # the default is "max": wrong for FID
         ),
-        sync_config=tune.SyncConfig(sync_artifacts=remote),  # trial outputs to s3 as they appear
+        sync_config=tune.SyncConfig(
+            sync_artifacts="://" in storage
+        ),  # outputs to s3 as they appear
         # a trial ends at max_t before any scheduler sees the result: PBT would otherwise exploit
         # at the last epoch and restart a finished trial from its donor, again and again
         stop={"epoch": spec.scheduler["max_t"]},
         callbacks=make_callbacks(spec, exp_path),
         verbose=1,
-    )
-    return tune.Tuner(
-        fn,
-        param_space=spec.param_space(),
-        tune_config=tune_config(spec, trial_dirname),
-        run_config=run_config,
     )
 
 
