@@ -8,6 +8,7 @@ Both run the same G and D (the `fmnist` preset's model) on the same images in th
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -71,8 +72,10 @@ def bench_train(
     preset: str = "fmnist",
     overrides: tuple[str, ...] = (),
     device: str = "auto",
+    compiled: bool = False,
 ) -> dict:
-    """img/s of gan's train_epoch and of the textbook loop (best of `epochs` epochs each)."""
+    """img/s of gan's train_epoch and of the textbook loop (best of `epochs` epochs each); with
+    `compiled`, also gan's loop as `compile=true` runs it (after a warm-up that compiles)."""
     cfg = load_config(
         preset=preset, overrides=[f"limit={n_images}", f"device={device}", *overrides]
     )
@@ -100,20 +103,11 @@ def bench_train(
         best = max(best, seen / (time.perf_counter() - t0))
     results["textbook_img_s"] = best
 
-    torch.manual_seed(0)
-    G, D = (m.to(dev) for m in build_models(cfg))
-    G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
-    G_ema = None  # EMA off on both sides: the textbook loop has none
-    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
     real = data.images.to(dev)
-    best, step = 0.0, 0
-    for _ in range(epochs):
-        t0 = time.perf_counter()
-        result = train_epoch(Nets(G, D, opt_g, opt_d, G_ema), real, None, cfg, step=step)
-        seen, step = result.images, result.step  # stats are read back: the epoch's host sync
-        best = max(best, seen / (time.perf_counter() - t0))
-    results["gan_img_s"] = best
+    results["gan_img_s"] = _gan_img_s(cfg, real, epochs, compiled=False)
+    if compiled:
+        results["gan_compiled_img_s"] = _gan_img_s(cfg, real, epochs, compiled=True)
+        results["speedup_compiled"] = results["gan_compiled_img_s"] / results["textbook_img_s"]
     results["speedup"] = results["gan_img_s"] / results["textbook_img_s"]
     results.update(
         n_images=n_images,
@@ -125,6 +119,32 @@ def bench_train(
         epochs_each=epochs,
     )
     return results
+
+
+def _gan_img_s(cfg, real: torch.Tensor, epochs: int, compiled: bool) -> float:
+    """Best img/s of gan's train_epoch over `epochs` epochs of `real`, EMA off (the textbook loop
+    has none); `compiled`: G and D as train() compiles them (D eager under spectral norm)."""
+    from gan.train import compile_d, maybe_compile
+
+    dev = real.device
+    torch.manual_seed(0)
+    G, D = (m.to(dev) for m in build_models(cfg))
+    G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
+    if compiled:
+        cfg = dataclasses.replace(cfg, compile=True)
+        G, D = maybe_compile(G, True), maybe_compile(D, compile_d(cfg))
+        train_epoch(Nets(G, D, opt_g, opt_d), real[: 4 * cfg.batch_size], None, cfg)  # compiles
+    best, step = 0.0, 0
+    for _ in range(epochs):
+        t0 = time.perf_counter()
+        result = train_epoch(Nets(G, D, opt_g, opt_d), real, None, cfg, step=step)
+        seen, step = result.images, result.step  # stats are read back: the epoch's host sync
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        best = max(best, seen / (time.perf_counter() - t0))
+    return best
 
 
 def bench_growth(

@@ -120,7 +120,7 @@ def train(cfg: Config, run_dir: str | Path, report: Report | None = None) -> dic
         write_row(run_dir / "log.jsonl", {"kind": "retune", "epoch": state.epoch, **retuned})
     real = data.images.to(device)
     labels = data.labels.to(device) if data.labels is not None else None
-    G_run, D_run = _maybe_compile(state.G, cfg.compile), _maybe_compile(state.D, compile_d(cfg))
+    G_run, D_run = maybe_compile(state.G, cfg.compile), maybe_compile(state.D, compile_d(cfg))
     nets = Nets(G_run, D_run, state.opt_g, state.opt_d, state.G_ema)  # what train_epoch updates
     writer = SummaryWriter(str(run_dir))
     if not resumed:
@@ -266,7 +266,7 @@ def compile_d(cfg: Config) -> bool:
     return cfg.compile and not cfg.spectral_norm
 
 
-def _maybe_compile(m: nn.Module, enabled: bool) -> nn.Module:
+def maybe_compile(m: nn.Module, enabled: bool) -> nn.Module:
     if not enabled:
         return m
     try:
