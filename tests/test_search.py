@@ -39,7 +39,7 @@ def spec_of(**top):
         ({"reevaluate": {"top": 0}}, "'top'"),
         ({"reevaluate": {"best": 2}}, "'reevaluate'"),
         ({"reevaluate": {"top": 2}, "scheduler": {"type": "pbt"}, "search": LR}, "reevaluate"),
-        ({"loggers": ["wandb"]}, "'loggers'"),
+        ({"loggers": ["comet"]}, "'loggers'"),
     ],
 )
 def test_search_key_errors_name_the_key(top, key):
