@@ -123,22 +123,18 @@ def make_callbacks(spec: Spec, exp_path: str) -> list:
         from ray.air.integrations.wandb import WandbLoggerCallback
 
         mode = wandb_mode()
-        local = "://" not in exp_path
+        # W&B's own files beside the trials; the driver's folder when they go to remote storage
+        root = exp_path if "://" not in exp_path else os.getcwd()
         if mode == "offline":
             os.environ["WANDB_MODE"] = "offline"  # Ray asks for an API key unless it reads this
-            where = posixpath.join(exp_path, "wandb") if local else "./wandb"
+            where = posixpath.join(root, "wandb")
             print(
                 f"W&B: no API key (WANDB_API_KEY or wandb login); trials are logged offline to "
                 f"{where}: `wandb sync {where}/offline-run-*` uploads them",
                 flush=True,
             )
-        callbacks.append(
-            WandbLoggerCallback(
-                project=os.environ.get("WANDB_PROJECT") or spec.name,
-                mode=mode,
-                **({"dir": exp_path} if local else {}),
-            )
-        )
+        project = os.environ.get("WANDB_PROJECT") or spec.name
+        callbacks.append(WandbLoggerCallback(project=project, mode=mode, dir=root))
     return callbacks
 
 
