@@ -10,6 +10,7 @@ their checkpoints.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import posixpath
 import signal
@@ -168,6 +169,26 @@ def run_config(
     )
 
 
+# what the trackers export while an experiment runs (mlflow.set_tracking_uri sets
+# MLFLOW_TRACKING_URI, an offline W&B run sets WANDB_MODE): put back afterwards, so that a later
+# experiment in the same process logs where its own spec says, not into this one's store
+TRACKER_ENV = ("MLFLOW_TRACKING_URI", "WANDB_MODE")
+
+
+@contextlib.contextmanager
+def environ_kept(names: tuple[str, ...]):
+    """Restore these environment variables, set or unset, as they were on entry."""
+    saved = {k: os.environ.get(k) for k in names}
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def run_tune(
     spec_file: str,
     storage: str | None = None,
@@ -186,14 +207,15 @@ def run_tune(
     remember_experiment(exp_path, tune_yaml)
     # Ray snapshots the experiment at every kept checkpoint and then warns that it does so often
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    t0 = time.time()
-    results = fit(build_tuner(spec, storage, trainable))
-    print(f"tune wall time {time.time() - t0:.0f} s", flush=True)
-    rows = trial_rows(results, spec)
-    if spec.reevaluate:
-        from jobs.reevaluate import rank_by_mean, reevaluate
+    with environ_kept(TRACKER_ENV):
+        t0 = time.time()
+        results = fit(build_tuner(spec, storage, trainable))
+        print(f"tune wall time {time.time() - t0:.0f} s", flush=True)
+        rows = trial_rows(results, spec)
+        if spec.reevaluate:
+            from jobs.reevaluate import rank_by_mean, reevaluate
 
-        rows = rank_by_mean(rows, reevaluate(spec, rows, storage, trainable), spec)
+            rows = rank_by_mean(rows, reevaluate(spec, rows, storage, trainable), spec)
     return publish_results(rows, spec, exp_path)
 
 

@@ -4,6 +4,7 @@ re-evaluation ranked by the mean, and the MLflow and W&B loggers."""
 import csv
 import json
 import math
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -248,9 +249,13 @@ def _csv(path: Path) -> list[dict]:
 
 
 @pytest.mark.ray
-def test_reevaluation_retrains_the_best_with_new_seeds(tmp_path, search_base, ray_session):
+def test_reevaluation_retrains_the_best_with_new_seeds(
+    tmp_path, search_base, ray_session, monkeypatch
+):
     from gan.best import best_config
     from jobs.tune import run_tune
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
 
     spec = _spec(
         tmp_path / "seeds.yaml",
@@ -284,6 +289,9 @@ def test_reevaluation_retrains_the_best_with_new_seeds(tmp_path, search_base, ra
     client = MlflowClient(f"sqlite:///{exp}/mlflow.db")
     runs = client.search_runs([client.get_experiment_by_name("seeds").experiment_id])
     assert len(runs) == 3 + 2 * 2
+    # MLflow exported this experiment's store while it ran: a later experiment of the process
+    # would have logged into it (the PBT test did, after this one)
+    assert "MLFLOW_TRACKING_URI" not in os.environ
 
 
 @pytest.mark.ray
