@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)  ## create .venv and install gan with the pinned versions of constraints.txt
 
-test: $(STAMP)  ## every test (real Fashion-MNIST slices, CPU, two-node Ray cluster; ~14 min)
+test: $(STAMP)  ## every test (real Fashion-MNIST slices, CPU, two-node Ray cluster; ~8 min)
 	$(PY) -m pytest -q
 
 test-fast: $(STAMP)  ## the tests without the two slow Ray ones
