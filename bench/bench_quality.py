@@ -238,15 +238,13 @@ def bench_quality(
         "recipes": {},
     }
     common = {"work": work, "epochs": epochs, "data_dir": data_dir, "device": device}
+    common["threads"] = threads
     tasks = [{"label": "textbook", "preset": None, "overrides": [], **common}]
     for name in recipes:
-        if name == "textbook":
-            continue
-        preset, overrides = recipe_overrides(name, extra)
-        tasks.append({"label": name.split("=", 1)[0], "preset": preset, "overrides": overrides})
-        tasks[-1].update(common)
-    for t in tasks:
-        t["threads"] = threads
+        if name != "textbook":
+            preset, overrides = recipe_overrides(name, extra)
+            label = name.split("=", 1)[0]
+            tasks.append({"label": label, "preset": preset, "overrides": overrides, **common})
     if jobs > 1:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor

@@ -81,3 +81,24 @@ def test_the_budget_table_compares_full_curves_at_one_cpu_budget():
     assert rows[1]["fd_domain"] == pytest.approx(20.0)  # halfway in log from 40 to 10
     assert rows[1]["epochs_done"] == 1
     assert budget_table(quality).splitlines()[3] == "| slow | 20.00 | 1 | 1.33 |"
+
+
+def test_every_recipe_gets_its_curve_and_ratios_to_the_same_reference(tmp_path, monkeypatch):
+    import bench_quality as bq
+
+    def curve(fds):
+        return [{**r, "class_coverage_min": 0.1} for r in _curve(fds, [10.0, 20.0])]
+
+    monkeypatch.setattr(bq, "run_textbook", lambda path, *a: curve([80.0, 40.0]))
+    runs = {}
+
+    def fake_gan(label, preset, overrides, *a):
+        runs[label] = (preset, overrides)
+        return curve([20.0, 20.0]), {"name": label}
+
+    monkeypatch.setattr(bq, "run_gan", fake_gan)
+    out = bq.bench_quality(["fmnist", "v=fmnist"], 2, tmp_path, "data", extra={"v": ["lr_g=1"]})
+    assert list(out["recipes"]) == ["textbook", "fmnist", "v"]
+    assert runs == {"fmnist": ("fmnist", []), "v": ("fmnist", ["lr_g=1"])}
+    assert [r["vs_ref_at_epoch"] for r in out["recipes"]["v"]["ratios"]] == [0.25, 0.5]
+    assert out["jobs"] == 1 and out["recipes"]["v"]["overrides"] == ["lr_g=1"]
