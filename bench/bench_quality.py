@@ -202,10 +202,10 @@ def run_one(task: dict) -> tuple[str, list[dict], dict | None]:
     worker process when recipes train side by side, each on `threads` intra-op threads."""
     if task["threads"]:
         torch.set_num_threads(task["threads"])
-    args = (task["work"], task["epochs"], task["data_dir"], task["device"])
+    common = (task["epochs"], task["data_dir"], task["device"])
     if task["preset"] is None:
-        return task["label"], run_textbook(task["work"] / "textbook", *args[1:]), None
-    rows, cfg = run_gan(task["label"], task["preset"], task["overrides"], *args)
+        return task["label"], run_textbook(task["work"] / "textbook", *common), None
+    rows, cfg = run_gan(task["label"], task["preset"], task["overrides"], task["work"], *common)
     return task["label"], rows, cfg
 
 

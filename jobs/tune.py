@@ -158,9 +158,7 @@ def run_config(
             checkpoint_score_attribute=spec.metric,
             checkpoint_score_order=spec.mode,  # the default is "max": wrong for FID
         ),
-        sync_config=tune.SyncConfig(
-            sync_artifacts="://" in storage
-        ),  # outputs to s3 as they appear
+        sync_config=tune.SyncConfig(sync_artifacts="://" in storage),  # to s3 as they appear
         # a trial ends at max_t before any scheduler sees the result: PBT would otherwise exploit
         # at the last epoch and restart a finished trial from its donor, again and again
         stop={"epoch": spec.scheduler["max_t"]},
