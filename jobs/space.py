@@ -20,6 +20,13 @@ def _number(where: str, value: object) -> float:
         ) from None
 
 
+def _int(data: dict, key: str, default: int, low: int) -> int:
+    value = data.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise GanError(f"tune key '{key}': expected an integer >= {low}, got {value!r}")
+    return value
+
+
 def _checked_value(key: str, value: object, base: Config) -> object:
     """One candidate value of a searched key, coerced and checked against the base config."""
     try:

@@ -31,8 +31,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from gan.config import RETUNABLE, Config, GanError, make_config, read_yaml, to_dict
-from jobs.space import _number, search_space
+from gan.config import Config, GanError, make_config, read_yaml, to_dict
+from jobs.schedule import parse_scheduler
+from jobs.space import _int, _number, search_space
 
 TOP_KEYS = (
     "name",
@@ -52,11 +53,6 @@ TOP_KEYS = (
     "loggers",
 )
 SEARCHERS = ("random", "grid", "optuna")
-SCHEDULERS = {
-    "asha": ("grace_period", "reduction_factor", "max_t"),
-    "fifo": ("max_t",),
-    "pbt": ("perturbation_interval", "quantile_fraction", "resample_probability", "max_t"),
-}
 LOGGERS = {"mlflow": "mlflow", "wandb": "wandb"}  # logger -> the module it needs
 # module -> the gan extra that installs it
 EXTRA = {"optuna": "optuna", "mlflow": "mlflow", "wandb": "wandb"}
@@ -89,13 +85,6 @@ class Spec:
         return {**self.base, **self.search}
 
 
-def _int(data: dict, key: str, default: int, low: int) -> int:
-    value = data.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise GanError(f"tune key '{key}': expected an integer >= {low}, got {value!r}")
-    return value
-
-
 def resolve_paths(values: dict, cwd: Path | None = None) -> dict:
     """Make data_dir, data_path and fid_weights absolute (relative to the driver's cwd)."""
     cwd = Path.cwd() if cwd is None else cwd
@@ -105,72 +94,6 @@ def resolve_paths(values: dict, cwd: Path | None = None) -> dict:
         if isinstance(value, str) and value and "://" not in value:
             out[key] = str((cwd / Path(value).expanduser()).resolve())
     return out
-
-
-def _scheduler(data: object, base: Config, searched: dict) -> dict:
-    data = {"type": "asha"} if data is None else data
-    if not isinstance(data, dict):
-        raise GanError("tune key 'scheduler': expected a mapping, e.g. {type: asha, max_t: 8}")
-    kind = data.get("type", "asha")
-    if kind not in SCHEDULERS:
-        raise GanError(f"scheduler key 'type': {kind!r} is not one of {tuple(SCHEDULERS)}")
-    unknown = sorted(set(data) - {"type", *SCHEDULERS[kind]})
-    if unknown:
-        raise GanError(
-            f"unknown {kind} scheduler key(s) {', '.join(unknown)}; valid: type, "
-            f"{', '.join(SCHEDULERS[kind])}"
-        )
-    if "max_t" not in data and "epochs" in searched:
-        raise GanError("scheduler key 'max_t': required when 'epochs' is searched")
-    max_t = _int(data, "max_t", base.epochs, 1)
-    if "epochs" not in searched and max_t > base.epochs:
-        raise GanError(
-            f"scheduler key 'max_t': {max_t} exceeds epochs {base.epochs}; trials end "
-            "at epochs, so raise base epochs or lower max_t"
-        )
-    out = {"type": kind, "max_t": max_t}
-    if kind == "asha":
-        grace = _int(data, "grace_period", 1, 1)
-        if grace > max_t:
-            raise GanError(f"scheduler key 'grace_period': {grace} exceeds max_t {max_t}")
-        rf = _number("scheduler key 'reduction_factor'", data.get("reduction_factor", 2))
-        if rf <= 1:
-            raise GanError(f"scheduler key 'reduction_factor': must be above 1, got {rf}")
-        out.update(grace_period=grace, reduction_factor=rf)
-    if kind == "pbt":
-        out.update(_pbt(data, base, searched))
-    return out
-
-
-def _pbt(data: dict, base: Config, searched: dict) -> dict:
-    """PBT's settings: it mutates the searched keys that a checkpoint may resume under."""
-    mutate = [k for k in searched if k in RETUNABLE and not isinstance(searched[k], dict)]
-    if not mutate:
-        raise GanError(
-            "scheduler type 'pbt': search at least one of "
-            f"{', '.join(RETUNABLE)} with choice, uniform or loguniform; PBT mutates those "
-            "(a checkpoint resumes under their new values)"
-        )
-    interval = _int(data, "perturbation_interval", base.eval_every, 1)
-    if interval % base.eval_every:
-        raise GanError(
-            f"scheduler key 'perturbation_interval': {interval} is not a multiple of "
-            f"eval_every {base.eval_every}; trials report (and checkpoint) only at evaluations"
-        )
-    quantile = _number("scheduler key 'quantile_fraction'", data.get("quantile_fraction", 0.25))
-    if not 0 < quantile <= 0.5:
-        raise GanError(f"scheduler key 'quantile_fraction': must be in (0, 0.5], got {quantile}")
-    resample = _number(
-        "scheduler key 'resample_probability'", data.get("resample_probability", 0.25)
-    )
-    if not 0 <= resample <= 1:
-        raise GanError(f"scheduler key 'resample_probability': must be in [0, 1], got {resample}")
-    return {
-        "perturbation_interval": interval,
-        "quantile_fraction": quantile,
-        "resample_probability": resample,
-        "mutate": mutate,
-    }
 
 
 def _searcher(data: dict, search: dict, scheduler: dict) -> tuple[str, dict]:
@@ -284,7 +207,7 @@ def parse_spec(data: dict, default_name: str) -> Spec:
     if mode not in ("min", "max"):
         raise GanError(f"tune key 'mode': {mode!r} is not one of ('min', 'max')")
     search = search_space(data.get("search") or {}, base)
-    scheduler = _scheduler(data.get("scheduler"), base, search)
+    scheduler = parse_scheduler(data.get("scheduler"), base, search)
     searcher, search = _searcher(data, search, scheduler)
     cpu, gpu = _resources(data.get("resources"))
     if gpu > 0 and base.device == "cpu":
