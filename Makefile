@@ -16,11 +16,11 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)  ## create .venv and install gan with the pinned versions of constraints.txt
 
-test: $(STAMP)  ## every test (real Fashion-MNIST slices, CPU, two-node Ray cluster; ~8 min)
-	$(PY) -m pytest -q
+test: $(STAMP)  ## every test (real Fashion-MNIST slices, CPU, two-node Ray cluster; ~6 min)
+	$(PY) -m pytest -q -n 2 --dist worksteal
 
-test-fast: $(STAMP)  ## the tests without the two slow Ray ones
-	$(PY) -m pytest -q -m "not slow"
+test-fast: $(STAMP)  ## the tests without the slow Ray ones
+	$(PY) -m pytest -q -n 2 --dist worksteal -m "not slow"
 
 lint: $(STAMP)  ## ruff lint and format check
 	.venv/bin/ruff check .

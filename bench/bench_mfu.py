@@ -69,7 +69,12 @@ def gan_step(preset: str, data_dir: str, device: torch.device, n_images: int) ->
 
     cfg = load_config(
         preset=preset,
-        overrides=[f"limit={n_images}", f"data_dir={data_dir}", f"device={device.type}"],
+        overrides=[
+            f"limit={n_images}",
+            f"data_dir={data_dir}",
+            f"device={device.type}",
+            "conditional=false",  # the step without labels, as the textbook's
+        ],
     )
     real = load_split(cfg, "train").images.to(device)
     torch.manual_seed(0)

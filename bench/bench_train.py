@@ -77,7 +77,9 @@ def bench_train(
     """img/s of gan's train_epoch and of the textbook loop (best of `epochs` epochs each); with
     `compiled`, also gan's loop as `compile=true` runs it (after a warm-up that compiles)."""
     cfg = load_config(
-        preset=preset, overrides=[f"limit={n_images}", f"device={device}", *overrides]
+        preset=preset,
+        # without labels, as the textbook loop has none (the preset is class-conditional)
+        overrides=[f"limit={n_images}", f"device={device}", "conditional=false", *overrides],
     )
     dev = resolve_device(cfg.device)
     data = load_split(cfg, "train")
@@ -158,7 +160,8 @@ def bench_growth(
     """
     rows = []
     for size in sizes:
-        cfg = load_config(preset="fmnist", overrides=[f"image_size={size}", f"device={device}"])
+        overrides = [f"image_size={size}", f"device={device}", "conditional=false"]
+        cfg = load_config(preset="fmnist", overrides=overrides)
         dev = resolve_device(cfg.device)
         base = load_split(cfg, "train").images
         images = base.repeat(-(-max(counts) // len(base)), 1, 1, 1)[: max(counts)].to(dev)

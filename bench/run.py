@@ -61,7 +61,7 @@ def _packed_trial(args) -> float:
     from gan.models import build_models
     from gan.steps import Nets, train_epoch
 
-    cfg = load_config(preset="fmnist", overrides=list(overrides))
+    cfg = load_config(preset="fmnist", overrides=["conditional=false", *overrides])
     dev = resolve_device(cfg.device)
     real = load_split(cfg, "train").images.to(dev)
     G, D = (m.to(dev) for m in build_models(cfg))

@@ -1,4 +1,4 @@
-"""Fixtures for Ray tests: one Ray session per test run."""
+"""Fixtures for Ray tests: one Ray session per test process (each xdist worker has its own)."""
 
 import os
 
@@ -9,7 +9,7 @@ __all__ = ["ray_session", "tune_base"]
 
 @pytest.fixture(scope="session")
 def ray_session():
-    """A local Ray shared by the whole test session (~5 s and ~1.2 GiB to start, so only once)."""
+    """A local Ray for the whole session of this test process (~5 s and ~1.2 GiB to start)."""
     ray = pytest.importorskip("ray")
     # never join a cluster named by the environment; workers import `gan` and `jobs` as
     # installed, as a cluster's workers do from the image
