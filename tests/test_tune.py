@@ -318,6 +318,15 @@ def _assert_recovered(exp: Path, n: int) -> None:
     assert (exp / "best.yaml").is_file()
 
 
+def _chaos_spec(tmp_path: Path, base: dict, **top) -> Path:
+    """The kill -9 tests' experiment `chaos`: one trial per parking point (tests/chaos.py)."""
+    import chaos
+
+    search, fifo = {"lr_g": {"grid_search": list(chaos.PHASE_OF_LR)}}, {"type": "fifo"}
+    spec = tmp_path / "chaos.yaml"
+    return write_spec(spec, base, name="chaos", search=search, scheduler=fifo, **top)
+
+
 @pytest.mark.ray
 @pytest.mark.slow  # ~1 min: three trials, each worker killed once, then the same command again
 def test_workers_killed_mid_epoch_checkpoint_and_evaluation_finish_on_a_rerun(
@@ -331,14 +340,7 @@ def test_workers_killed_mid_epoch_checkpoint_and_evaluation_finish_on_a_rerun(
     from jobs.tune import run_tune
 
     ray.cloudpickle.register_pickle_by_value(chaos)  # workers can't import tests
-    spec = write_spec(
-        tmp_path / "chaos.yaml",
-        tune_base,
-        name="chaos",
-        search={"lr_g": {"grid_search": list(chaos.PHASE_OF_LR)}},
-        scheduler={"type": "fifo"},
-        max_failures=0,  # no retry by Ray: the rerun is what recovers
-    )
+    spec = _chaos_spec(tmp_path, tune_base, max_failures=0)  # no Ray retry: the rerun recovers
     exp, killed, done = tmp_path / "chaos", {}, threading.Event()
 
     def kill_parked():  # kill -9 each worker where it parked, and note how far its run had got
@@ -375,13 +377,7 @@ def test_a_driver_killed_mid_epoch_checkpoint_and_evaluation_finishes_on_a_rerun
 ):
     import chaos
 
-    spec = write_spec(
-        tmp_path / "chaos.yaml",
-        tune_base,
-        name="chaos",
-        search={"lr_g": {"grid_search": list(chaos.PHASE_OF_LR)}},
-        scheduler={"type": "fifo"},
-    )
+    spec = _chaos_spec(tmp_path, tune_base)
     env = {**os.environ, "RAY_ADDRESS": ray_session, "TUNE_GLOBAL_CHECKPOINT_S": "1"}
     driver = (  # the tune job's own command, with the parking trial function
         "import functools, sys, chaos, ray.cloudpickle; from jobs import tune; "
