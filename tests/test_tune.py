@@ -1,5 +1,5 @@
-"""The tune job: search space, ASHA, kill -9 of a driver or worker mid-epoch, mid-checkpoint or
-mid-evaluation and the rerun that finishes the experiment, retries, best.yaml."""
+"""The tune job: search space, ASHA, a killed driver resumed, kill -9 of workers mid-epoch,
+mid-checkpoint or mid-evaluation and the rerun that finishes the experiment, retries, best.yaml."""
 
 import json
 import os
@@ -302,6 +302,60 @@ def _terminated(exp: Path) -> list[str]:
     return ids
 
 
+@pytest.mark.ray
+@pytest.mark.slow  # ~90 s: two drivers and three trials
+def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path, tune_base, ray_session):
+    spec = write_spec(
+        tmp_path / "resume.yaml",
+        tune_base,
+        name="resume",
+        search={"lr_g": {"grid_search": [1.0e-4, 5.0e-4, 2.0e-3]}},
+        scheduler={"type": "fifo"},
+    )
+    env = {**os.environ, "RAY_ADDRESS": ray_session, "TUNE_GLOBAL_CHECKPOINT_S": "1"}
+    cmd = [sys.executable, str(ROOT / "jobs" / "tune.py"), str(spec), "--storage", str(tmp_path)]
+    exp = tmp_path / "resume"
+    driver = subprocess.Popen(
+        cmd,
+        env=env,
+        cwd=ROOT,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 120
+        while not _terminated(exp) and time.time() < deadline and driver.poll() is None:
+            time.sleep(0.5)
+        assert driver.poll() is None, "the driver ended before it could be killed"
+        os.killpg(driver.pid, signal.SIGKILL)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+    _wait_quiet(exp)  # the killed driver's trials die with it; let their last writes land
+    finished = _terminated(exp)
+    assert finished and not (exp / "best.yaml").exists()
+    before = {t: (exp / t / "result.json").read_text() for t in finished}
+    # where each unfinished trial stood: its log rows up to its newest checkpoint (a row past
+    # it is dropped on resume: the kill can land between an epoch's row and its checkpoint)
+    runs = [p.parent for p in exp.glob("*/params.json") if p.parent.name not in finished]
+    stood = {p.name: (_rows_upto(p, _last_ckpt(p)), _last_ckpt(p)) for p in runs}
+    assert stood  # at least one trial was cut off mid-run
+    rerun = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "resuming experiment" in rerun.stdout
+    rows = list(csv_rows(exp / "trials.csv"))
+    assert len(rows) == 3 and {r["status"] for r in rows} == {"completed"}
+    for t, text in before.items():  # finished trials were not run again
+        assert (exp / t / "result.json").read_text() == text
+    for t, (kept, _ckpt) in stood.items():  # the others went on from their last checkpoint
+        after = (exp / t / "log.jsonl").read_text().splitlines()
+        assert after[: len(kept)] == kept  # the rows up to it stand as they were written
+        assert _epochs(exp / t) == list(range(1, 4))  # each later epoch ran once more, once
+    assert (exp / "best.yaml").is_file()
+
+
 def _assert_recovered(exp: Path, n: int) -> None:
     """Every trial completed in trials.csv, one history each (epochs 1-3 logged once and reported
     once), no partial file left, and every checkpoint loads."""
@@ -368,61 +422,6 @@ def test_workers_killed_mid_epoch_checkpoint_and_evaluation_finish_on_a_rerun(
     for trial in killed:  # Ray's epoch-1 checkpoint resumed each: epoch 2 redone, not 1 and 2
         results = (exp / trial / "result.json").read_text().splitlines()
         assert [json.loads(x)["epoch"] for x in results] == [1, 2, 3]
-
-
-@pytest.mark.ray
-@pytest.mark.slow  # ~1.5-2.5 min: two or three drivers killed, then one that finishes
-def test_a_driver_killed_mid_epoch_checkpoint_and_evaluation_finishes_on_a_rerun(
-    tmp_path, tune_base, ray_session
-):
-    import chaos
-
-    spec = _chaos_spec(tmp_path, tune_base)
-    env = {**os.environ, "RAY_ADDRESS": ray_session, "TUNE_GLOBAL_CHECKPOINT_S": "1"}
-    driver = (  # the tune job's own command, with the parking trial function
-        "import functools, sys, chaos, ray.cloudpickle; from jobs import tune; "
-        "ray.cloudpickle.register_pickle_by_value(chaos); "
-        "tune.run_tune = functools.partial(tune.run_tune, trainable=chaos.park_trial); "
-        "sys.exit(tune.main(sys.argv[1:]))"
-    )
-    cmd = [sys.executable, "-c", driver, str(spec), "--storage", str(tmp_path)]
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests")])
-    exp, seen, stood = tmp_path / "chaos", set(), {}
-    while len(seen) < 3:  # a driver per phase, each killed while a trial waits at that phase
-        proc = subprocess.Popen(
-            cmd, env=env, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            deadline = time.time() + 240
-            while not set(chaos.parked(exp)) - seen and time.time() < deadline:
-                assert proc.poll() is None, "the driver ended before a trial parked"
-                time.sleep(0.2)
-            new = set(chaos.parked(exp)) - seen
-            assert new, "no trial parked"
-            os.killpg(proc.pid, signal.SIGKILL)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        _wait_quiet(exp)  # the killed driver's trials die with it
-        seen |= new
-        for run in (p.parent for p in exp.glob("*/params.json")):  # where each trial stood
-            stood[run.name] = (_rows_upto(run, _last_ckpt(run)), _last_ckpt(run))
-        assert not (exp / "best.yaml").exists()
-    # the last trial to park started when a slot freed: a trial had finished by the last kill
-    finished = _terminated(exp)
-    assert finished
-    before = {t: (exp / t / "result.json").read_text() for t in finished}
-    rerun = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert "resuming experiment" in rerun.stdout
-    _assert_recovered(exp, 3)
-    for t, text in before.items():  # finished trials were not run again
-        assert (exp / t / "result.json").read_text() == text
-    for t, (kept, _ckpt) in stood.items():  # the others went on from their newest checkpoint
-        if t not in finished:
-            assert (exp / t / "log.jsonl").read_text().splitlines()[: len(kept)] == kept
 
 
 def _epochs(run: Path) -> list[int]:
