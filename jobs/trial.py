@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import json
 import math
+import posixpath
+import re
 import shutil
 from pathlib import Path
 
+import pyarrow.fs
 from ray import tune
+from ray.train._internal.session import _TrainingResult
 
 from gan import checkpoint as ck
 from gan.config import GanError, make_config
@@ -103,6 +107,57 @@ def gan_trial(config: dict, exp_dir: str = "", mode: str = "min") -> None:
         # it as failed, with this message in its error column
         worst = DIVERGED if mode == "min" else -DIVERGED
         tune.report({config.get("metric", "fid"): worst, USER_ERROR: str(e)})
+
+
+class LostCheckpoints(tune.Callback):
+    """Mends what a driver killed -9 at the wrong moment leaves behind. Ray registers a trial's
+    new checkpoint and deletes the one it replaces before it saves the experiment state; a driver
+    killed in between leaves a state that names the deleted checkpoint. Restored as it is, the
+    trial fails on every rerun ("does not exist on storage anymore"), and the next checkpoint
+    would fail the driver when it tries to delete the lost one again. On the first step of a
+    driver, every trial forgets the checkpoints no longer on storage; one whose latest is gone
+    resumes from the newest checkpoint left in its folder (or, with none, from its run dir's)."""
+
+    def __init__(self) -> None:
+        self.mended = False
+
+    def on_step_begin(self, iteration: int, trials: list, **info) -> None:
+        if not self.mended:
+            self.mended = True
+            for trial in trials:
+                forget_lost_checkpoints(trial.run_metadata.checkpoint_manager, trial.trial_id)
+
+
+CKPT_DIR_RE = re.compile(r"checkpoint_(\d+)$")
+
+
+def forget_lost_checkpoints(manager, name: str) -> None:
+    """Drop a Ray checkpoint manager's entries whose folder is gone (Ray's private state: the
+    pinned Ray version's; tests/test_tune.py kills a driver and loses a checkpoint to check it)."""
+
+    def exists(result) -> bool:
+        ckpt = result.checkpoint
+        return ckpt.filesystem.get_file_info(ckpt.path).type != pyarrow.fs.FileType.NotFound
+
+    manager._checkpoint_results = [r for r in manager._checkpoint_results if exists(r)]
+    latest = manager._latest_checkpoint_result
+    if latest is None or exists(latest):
+        return
+    lost = latest.checkpoint
+    folder = posixpath.dirname(lost.path.rstrip("/"))
+    found = lost.filesystem.get_file_info(pyarrow.fs.FileSelector(folder, allow_not_found=True))
+    numbered = sorted(
+        (int(m.group(1)), f.path)
+        for f in found
+        if f.type == pyarrow.fs.FileType.Directory and (m := CKPT_DIR_RE.search(f.base_name))
+    )
+    if numbered:  # the one Ray registered just before the driver died
+        newest = tune.Checkpoint(numbered[-1][1], filesystem=lost.filesystem)
+        manager._latest_checkpoint_result = _TrainingResult(newest, latest.metrics)
+    else:
+        manager._latest_checkpoint_result = None  # starts afresh, resuming from its run dir
+    where = numbered[-1][1] if numbered else "its run dir's own checkpoints"
+    print(f"trial {name}: checkpoint {lost.path} is gone; resuming from {where}", flush=True)
 
 
 def trial_dirname(trial) -> str:

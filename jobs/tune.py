@@ -28,7 +28,7 @@ from gan.cli import guarded
 from gan.config import GanError, make_config, read_yaml
 from jobs.raylocal import start_ray
 from jobs.search import make_callbacks, tune_config
-from jobs.trial import gan_trial, trial_dirname
+from jobs.trial import LostCheckpoints, gan_trial, trial_dirname
 from jobs.tune_report import publish as publish_results
 from jobs.tune_report import read_bytes, storage_fs, trial_rows, write_bytes
 from jobs.tune_spec import Spec, load_spec
@@ -162,7 +162,7 @@ def run_config(
         # a trial ends at max_t before any scheduler sees the result: PBT would otherwise exploit
         # at the last epoch and restart a finished trial from its donor, again and again
         stop={"epoch": spec.scheduler["max_t"]},
-        callbacks=make_callbacks(spec, exp_path),
+        callbacks=[LostCheckpoints(), *make_callbacks(spec, exp_path)],
         verbose=1,
     )
 

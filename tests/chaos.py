@@ -78,15 +78,17 @@ def arm(phase: str, run_dir: Path, marker: Path) -> None:
 
 
 def park_trial(config, exp_dir="", mode="min"):
-    """gan's trial function, parked once at the phase of its lr_g (see the module's text)."""
+    """gan's trial function, parked once at the phase of its lr_g (see the module's text); a
+    trial of an lr_g not in PHASE_OF_LR runs as gan's own."""
     from ray import tune
 
     from jobs.trial import gan_trial
 
     trial = Path(tune.get_context().get_trial_dir()).name
     marker = Path(exp_dir) / f"{trial}.parked"
-    if not marker.exists():
-        arm(PHASE_OF_LR[config["lr_g"]], Path(exp_dir) / trial, marker)
+    phase = PHASE_OF_LR.get(config["lr_g"])  # another lr_g: the trial runs through
+    if phase and not marker.exists():
+        arm(phase, Path(exp_dir) / trial, marker)
     gan_trial(config, exp_dir, mode)
 
 

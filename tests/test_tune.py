@@ -302,19 +302,37 @@ def _terminated(exp: Path) -> list[str]:
     return ids
 
 
+# the tune command, its trials' function swapped for tests/chaos.py's parking one
+CHAOS_DRIVER = (
+    "import functools, sys, chaos, ray.cloudpickle\n"
+    "from jobs import tune\n"
+    "ray.cloudpickle.register_pickle_by_value(chaos)\n"
+    "tune.run_tune = functools.partial(tune.run_tune, trainable=chaos.park_trial)\n"
+    "sys.exit(tune.main(sys.argv[1:]))\n"
+)
+
+
 @pytest.mark.ray
-@pytest.mark.slow  # ~90 s: two drivers and three trials
+@pytest.mark.slow  # ~70 s: two drivers and four trials
 def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path, tune_base, ray_session):
-    spec = write_spec(
-        tmp_path / "resume.yaml",
-        tune_base,
-        name="resume",
-        search={"lr_g": {"grid_search": [1.0e-4, 5.0e-4, 2.0e-3]}},
-        scheduler={"type": "fifo"},
+    """The driver is killed -9 while three trials are parked in their second epoch: one mid-epoch,
+    one mid-checkpoint, one mid-evaluation; a fourth has finished. Each parked trial's older Ray
+    checkpoint was just dropped but the experiment state not yet saved (the state names a
+    checkpoint that is gone). The same command finishes the experiment."""
+    import chaos
+
+    lrs = [*chaos.PHASE_OF_LR, 2e-3]  # three parked trials, one that runs through
+    spec = _chaos_spec(
+        tmp_path, tune_base, search={"lr_g": {"grid_search": lrs}}, resources={"cpu": 0.5}
     )
-    env = {**os.environ, "RAY_ADDRESS": ray_session, "TUNE_GLOBAL_CHECKPOINT_S": "1"}
-    cmd = [sys.executable, str(ROOT / "jobs" / "tune.py"), str(spec), "--storage", str(tmp_path)]
-    exp = tmp_path / "resume"
+    env = {
+        **os.environ,
+        "RAY_ADDRESS": ray_session,
+        "TUNE_GLOBAL_CHECKPOINT_S": "1",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]),
+    }
+    cmd = [sys.executable, "-c", CHAOS_DRIVER, str(spec), "--storage", str(tmp_path)]
+    exp = tmp_path / "chaos"
     driver = subprocess.Popen(
         cmd,
         env=env,
@@ -323,37 +341,66 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path, tune_
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    try:
+    try:  # kill once the state records the finished trial and names each parked one's checkpoint
         deadline = time.time() + 120
-        while not _terminated(exp) and time.time() < deadline and driver.poll() is None:
+        while time.time() < deadline and driver.poll() is None:
+            if len(_terminated(exp)) == 1 and len(_named_checkpoints(exp)) == 3:
+                if len(chaos.parked(exp)) == 3:
+                    break
             time.sleep(0.5)
         assert driver.poll() is None, "the driver ended before it could be killed"
         os.killpg(driver.pid, signal.SIGKILL)
+        for pid in chaos.parked(exp).values():
+            os.kill(pid, signal.SIGKILL)  # Ray ends a dead driver's workers; do not wait for it
     finally:
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
-    _wait_quiet(exp)  # the killed driver's trials die with it; let their last writes land
+    _wait_quiet(exp)
     finished = _terminated(exp)
-    assert finished and not (exp / "best.yaml").exists()
+    assert len(finished) == 1 and not (exp / "best.yaml").exists()
+    # the kill landed where Ray had registered each trial's next checkpoint and deleted the one
+    # before it, but had not yet saved the experiment state: the state names lost checkpoints
+    named = _named_checkpoints(exp)
+    for path in named.values():
+        path.rename(path.with_name(f"checkpoint_{int(path.name.split('_')[1]) + 1:06d}"))
     before = {t: (exp / t / "result.json").read_text() for t in finished}
-    # where each unfinished trial stood: its log rows up to its newest checkpoint (a row past
-    # it is dropped on resume: the kill can land between an epoch's row and its checkpoint)
-    runs = [p.parent for p in exp.glob("*/params.json") if p.parent.name not in finished]
-    stood = {p.name: (_rows_upto(p, _last_ckpt(p)), _last_ckpt(p)) for p in runs}
-    assert stood  # at least one trial was cut off mid-run
+    kept = {t: _rows_upto(exp / t, _last_ckpt(exp / t)) for t in named}  # rows to its checkpoint
+    assert all(kept.values())
+    assert len(list(exp.glob("*/checkpoints/.ckpt_000002.pt.tmp*"))) == 1  # cut mid-checkpoint
     rerun = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "resuming experiment" in rerun.stdout
-    rows = list(csv_rows(exp / "trials.csv"))
-    assert len(rows) == 3 and {r["status"] for r in rows} == {"completed"}
-    for t, text in before.items():  # finished trials were not run again
+    _assert_recovered(exp, 4)
+    for t, text in before.items():  # the finished trial was not run again
         assert (exp / t / "result.json").read_text() == text
-    for t, (kept, _ckpt) in stood.items():  # the others went on from their last checkpoint
-        after = (exp / t / "log.jsonl").read_text().splitlines()
-        assert after[: len(kept)] == kept  # the rows up to it stand as they were written
-        assert _epochs(exp / t) == list(range(1, 4))  # each later epoch ran once more, once
+    for t, path in named.items():  # each went on from its own checkpoint; its rows stand
+        assert f"trial {t}: checkpoint {path} is gone" in rerun.stdout
+        assert (exp / t / "log.jsonl").read_text().splitlines()[: len(kept[t])] == kept[t]
     assert (exp / "best.yaml").is_file()
+
+
+def _named_checkpoints(exp: Path) -> dict[str, Path]:
+    """Unfinished trial id -> the latest checkpoint folder the last saved experiment state names
+    (Ray pickles each trial's checkpoint manager into the state's JSON)."""
+    import binascii
+
+    import cloudpickle
+
+    states = sorted(exp.glob("experiment_state-*.json"), key=lambda p: p.stat().st_mtime)
+    try:
+        data = json.loads(states[-1].read_text())["trial_data"] if states else []
+    except (json.JSONDecodeError, KeyError, FileNotFoundError):
+        return {}  # being rewritten
+    named = {}
+    for trial_json, runtime_json in data:
+        trial = json.loads(trial_json)
+        if trial["status"] != "TERMINATED":
+            value = json.loads(runtime_json)["checkpoint_manager"]["value"]
+            latest = cloudpickle.loads(binascii.unhexlify(value))._latest_checkpoint_result
+            if latest is not None:
+                named[trial["trial_id"]] = Path(latest.checkpoint.path)
+    return named
 
 
 def _assert_recovered(exp: Path, n: int) -> None:
@@ -373,12 +420,13 @@ def _assert_recovered(exp: Path, n: int) -> None:
 
 
 def _chaos_spec(tmp_path: Path, base: dict, **top) -> Path:
-    """The kill -9 tests' experiment `chaos`: one trial per parking point (tests/chaos.py)."""
+    """The kill -9 tests' experiment `chaos`: one trial per parking point (tests/chaos.py),
+    unless `search` says which learning rates (those not in chaos.PHASE_OF_LR run through)."""
     import chaos
 
-    search, fifo = {"lr_g": {"grid_search": list(chaos.PHASE_OF_LR)}}, {"type": "fifo"}
-    spec = tmp_path / "chaos.yaml"
-    return write_spec(spec, base, name="chaos", search=search, scheduler=fifo, **top)
+    fifo = {"type": "fifo"}
+    top = {"search": {"lr_g": {"grid_search": list(chaos.PHASE_OF_LR)}}, "scheduler": fifo, **top}
+    return write_spec(tmp_path / "chaos.yaml", base, name="chaos", **top)
 
 
 @pytest.mark.ray
