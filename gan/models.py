@@ -14,7 +14,7 @@ import torch.nn as nn
 from torch.nn.utils.parametrizations import spectral_norm as _sn
 
 from gan.config import Config, GanError
-from gan.resnet import DBlock, ResGBody, SumPool, xavier_init
+from gan.resnet import resnet_d, resnet_g, xavier_init
 
 
 def plan(image_size: int) -> tuple[int, int]:
@@ -128,8 +128,7 @@ def _project(z_in: int, c0: int, s0: int, bn: bool, act: nn.Module) -> nn.Module
 # -- baseline (seed 000): dense, UpSampling + 3x3 stride-1 convs with ReLU, Tanh, crop ------------
 
 
-def baseline_g(width, channels, image_size, upsample, z_in, **_):
-    n_up, s0 = plan(image_size)
+def baseline_g(width, channels, n_up, s0, upsample, z_in, **_):
     ch = [width * 2 ** (n_up - i) for i in range(n_up + 1)]  # e.g. 28px: 4w (7x7), 2w (14), w (28)
     body = []
     for i in range(n_up):
@@ -152,8 +151,7 @@ def baseline_d(width, channels, dropout, **_):
 # -- modified (seed 000): deeper, transposed convs, BatchNorm + LeakyReLU; D deeper with noise ----
 
 
-def modified_g(width, channels, image_size, upsample, z_in, **_):
-    n_up, s0 = plan(image_size)
+def modified_g(width, channels, n_up, s0, upsample, z_in, **_):
     ch = [width * 2 ** (n_up - i) for i in range(n_up + 1)]
     body = []
     for i in range(n_up):
@@ -187,8 +185,7 @@ def modified_d(width, channels, dropout, **_):
 # -- dcgan (seeds 002/004): dense + BN + LeakyReLU, transposed convs; D convs + LeakyReLU + dropout
 
 
-def dcgan_g(width, channels, image_size, upsample, z_in, **_):
-    n_up, s0 = plan(image_size)
+def dcgan_g(width, channels, n_up, s0, upsample, z_in, **_):
     c0 = width * 2**n_up  # 28px, w=64: 256 channels at 7x7, as in the TensorFlow DCGAN tutorial
     mode = "transposed" if upsample == "default" else upsample
     body = [nn.ConvTranspose2d(c0, c0 // 2, 5, 1, 2, bias=False), nn.BatchNorm2d(c0 // 2), _lrelu()]
@@ -200,39 +197,12 @@ def dcgan_g(width, channels, image_size, upsample, z_in, **_):
     return _project(z_in, c0, s0, True, _lrelu()), c0, s0, nn.Sequential(*body)
 
 
-def dcgan_d(width, channels, dropout, image_size, **_):
-    n_down = max(2, plan(image_size)[0])
+def dcgan_d(width, channels, dropout, n_down, **_):
     layers, c = [], channels
     for i in range(n_down):  # 5x5 stride-2 convs: (B, w * 2**i, S / 2**(i+1), ...)
         layers += [nn.Conv2d(c, width * 2**i, 5, 2, 2), _lrelu(), *_drop(dropout)]
         c = width * 2**i
     return nn.Sequential(*layers, nn.Flatten())
-
-
-# -- resnet (SNGAN / BigGAN style): residual upsampling blocks in G with (conditional) BatchNorm,
-# residual downsampling blocks in D (spectral norm from the spectral_norm key), sum pooling ----
-
-
-def resnet_g(width, channels, image_size, upsample, z_in, num_classes=0, **_):
-    if upsample not in ("default", "nearest"):
-        raise GanError(
-            f"config key 'upsample': arch resnet upsamples by nearest + conv; got {upsample!r}, "
-            "use upsample=default"
-        )
-    n_up, s0 = plan(image_size)
-    ch = [width * 2 ** (n_up - i) for i in range(n_up + 1)]  # 28px: 4w (7x7), 2w (14), w (28)
-    project = nn.Linear(z_in, ch[0] * s0 * s0)  # (B, 4w * 7 * 7), no norm: the block norms it
-    return project, ch[0], s0, ResGBody(ch, channels, num_classes)
-
-
-def resnet_d(width, channels, image_size, **_):
-    n_down = max(2, plan(image_size)[0])
-    ch = [width * 2**i for i in range(n_down)]  # 28px: w (14x14), 2w (7x7)
-    blocks = [DBlock(channels, ch[0], down=True, first=True)]
-    blocks += [DBlock(a, b, down=True) for a, b in zip(ch[:-1], ch[1:], strict=True)]
-    blocks += [DBlock(ch[-1], ch[-1], down=False)]  # one more block at the coarsest side
-    # ReLU then sum over space (SNGAN), not a mean: (B, ch[-1])
-    return nn.Sequential(*blocks, nn.ReLU(), SumPool())
 
 
 ARCHS = {
@@ -266,10 +236,12 @@ def build_models(cfg: Config, num_classes: int = 0) -> tuple[Generator, Discrimi
     # real class's against 0.53 with one dimension per class)
     # (the resnet G takes labels in its conditional BatchNorms instead: no embedding on z)
     embed_dim = 0 if cfg.arch == "resnet" else min(n_cls, cfg.latent_dim)
+    n_up, s0 = plan(cfg.image_size)
     project, c0, s0, body = make_g(
         width=cfg.width,
         channels=cfg.channels,
-        image_size=cfg.image_size,
+        n_up=n_up,
+        s0=s0,
         upsample=cfg.upsample,
         z_in=cfg.latent_dim + embed_dim,
         num_classes=n_cls,
@@ -285,8 +257,9 @@ def build_models(cfg: Config, num_classes: int = 0) -> tuple[Generator, Discrimi
         num_classes=n_cls,
         embed_dim=embed_dim,
     )
+    # D halves the side n_up times, at least twice (baseline and modified: always three times)
     features = make_d(
-        width=cfg.width, channels=cfg.channels, dropout=cfg.d_dropout, image_size=cfg.image_size
+        width=cfg.width, channels=cfg.channels, dropout=cfg.d_dropout, n_down=max(2, n_up)
     )
     init = INITS.get(cfg.arch, init_weights)
     G.apply(init)

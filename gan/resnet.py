@@ -8,6 +8,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from gan.config import GanError
+
 
 class CondBatchNorm2d(nn.Module):
     """BatchNorm whose scale and shift come from the class label (BigGAN's conditional BN)."""
@@ -96,3 +98,27 @@ def xavier_init(m: nn.Module) -> None:
         nn.init.xavier_uniform_(m.weight)
         if m.bias is not None:
             nn.init.zeros_(m.bias)
+
+
+# -- the builders: residual upsampling blocks in G with (conditional) BatchNorm, residual
+# downsampling blocks in D (spectral norm from the spectral_norm key), sum pooling --------------
+
+
+def resnet_g(width, channels, n_up, s0, upsample, z_in, num_classes=0, **_):
+    if upsample not in ("default", "nearest"):
+        raise GanError(
+            f"config key 'upsample': arch resnet upsamples by nearest + conv; got {upsample!r}, "
+            "use upsample=default"
+        )
+    ch = [width * 2 ** (n_up - i) for i in range(n_up + 1)]  # 28px: 4w (7x7), 2w (14), w (28)
+    project = nn.Linear(z_in, ch[0] * s0 * s0)  # (B, 4w * 7 * 7), no norm: the block norms it
+    return project, ch[0], s0, ResGBody(ch, channels, num_classes)
+
+
+def resnet_d(width, channels, n_down, **_):
+    ch = [width * 2**i for i in range(n_down)]  # 28px: w (14x14), 2w (7x7)
+    blocks = [DBlock(channels, ch[0], down=True, first=True)]
+    blocks += [DBlock(a, b, down=True) for a, b in zip(ch[:-1], ch[1:], strict=True)]
+    blocks += [DBlock(ch[-1], ch[-1], down=False)]  # one more block at the coarsest side
+    # ReLU then sum over space (SNGAN), not a mean: (B, ch[-1])
+    return nn.Sequential(*blocks, nn.ReLU(), SumPool())
