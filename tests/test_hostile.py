@@ -654,7 +654,7 @@ def pid_trial(config, exp_dir="", mode="min"):
 
 
 @pytest.mark.ray
-@pytest.mark.slow  # ~1-2 min: three trials, one of them killed and retried
+@pytest.mark.slow  # ~20 s: three trials, one of them killed and retried
 def test_a_trial_worker_killed_with_sigkill_is_retried_to_the_end(
     tmp_path, fmnist_dir, ray_session
 ):

@@ -313,7 +313,7 @@ CHAOS_DRIVER = (
 
 
 @pytest.mark.ray
-@pytest.mark.slow  # ~70 s: two drivers and four trials
+@pytest.mark.slow  # ~45 s: two drivers and four trials
 def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path, tune_base, ray_session):
     """The driver is killed -9 while three trials are parked in their second epoch: one mid-epoch,
     one mid-checkpoint, one mid-evaluation; a fourth has finished. Each parked trial's older Ray
@@ -430,7 +430,7 @@ def _chaos_spec(tmp_path: Path, base: dict, **top) -> Path:
 
 
 @pytest.mark.ray
-@pytest.mark.slow  # ~1 min: three trials, each worker killed once, then the same command again
+@pytest.mark.slow  # ~20 s: three trials, each worker killed once, then the same command again
 def test_workers_killed_mid_epoch_checkpoint_and_evaluation_finish_on_a_rerun(
     tmp_path, tune_base, ray_session
 ):
