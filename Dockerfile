@@ -13,11 +13,11 @@ ENV TORCH_HOME=/home/ray/.cache/torch \
 # made by this user before WORKDIR and VOLUME would make them root-owned and unwritable
 RUN mkdir -p /home/ray/gan-job/data /home/ray/gan-job/results /home/ray/gan-job/runs "$TORCH_HOME"
 WORKDIR /home/ray/gan-job
-# dependencies (and the serve, optuna, mlflow and wandb extras) before sources, so a code change keeps this layer; versions
+# dependencies (and the serve, optuna, pb2, mlflow and wandb extras) before sources, so a code change keeps this layer; versions
 # from constraints.txt, as in CI
 COPY --chown=1000:100 pyproject.toml constraints.txt ./
 RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
-print(*p['dependencies'], *(d for x in ('serve', 'optuna', 'mlflow', 'wandb') for d in p['optional-dependencies'][x]), sep='\n')" > /tmp/requirements.txt \
+print(*p['dependencies'], *(d for x in ('serve', 'optuna', 'pb2', 'mlflow', 'wandb') for d in p['optional-dependencies'][x]), sep='\n')" > /tmp/requirements.txt \
     && pip install --no-cache-dir -c constraints.txt -r /tmp/requirements.txt
 # the standard FID Inception weights (hash-checked; URL from torch-fidelity) and Fashion-MNIST
 RUN python -c "import torch, torchvision.datasets as d, torch_fidelity.feature_extractor_inceptionv3 as i; \

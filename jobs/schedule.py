@@ -1,15 +1,16 @@
-"""A tune YAML's `scheduler:` section checked: ASHA (the default), FIFO or PBT, with max_t and the
-type's own settings. jobs.search builds Ray's scheduler from the result."""
+"""A tune YAML's `scheduler:` section checked: ASHA (the default), FIFO, PBT or PB2, with max_t and
+the type's own settings. jobs.search builds Ray's scheduler from the result."""
 
 from __future__ import annotations
 
 from gan.config import RETUNABLE, Config, GanError
-from jobs.space import _int, _number
+from jobs.space import _int, _needs, _number
 
 SCHEDULERS = {
     "asha": ("grace_period", "reduction_factor", "max_t"),
     "fifo": ("max_t",),
     "pbt": ("perturbation_interval", "quantile_fraction", "resample_probability", "max_t"),
+    "pb2": ("perturbation_interval", "quantile_fraction", "max_t"),
 }
 
 
@@ -44,20 +45,22 @@ def parse_scheduler(data: object, base: Config, searched: dict) -> dict:
         if rf <= 1:
             raise GanError(f"scheduler key 'reduction_factor': must be above 1, got {rf}")
         out.update(grace_period=grace, reduction_factor=rf)
-    if kind == "pbt":
-        out.update(_pbt(data, base, searched))
+    if kind in ("pbt", "pb2"):
+        out.update(_pbt(data, base, searched, kind))
     return out
 
 
-def _pbt(data: dict, base: Config, searched: dict) -> dict:
-    """PBT's settings: it mutates the searched keys that a checkpoint may resume under."""
+def _pbt(data: dict, base: Config, searched: dict, kind: str) -> dict:
+    """PBT's and PB2's settings: they mutate the searched keys a checkpoint may resume under."""
     mutate = [k for k in searched if k in RETUNABLE and not isinstance(searched[k], dict)]
     if not mutate:
         raise GanError(
-            "scheduler type 'pbt': search at least one of "
-            f"{', '.join(RETUNABLE)} with choice, uniform or loguniform; PBT mutates those "
-            "(a checkpoint resumes under their new values)"
+            f"scheduler type '{kind}': search at least one of "
+            f"{', '.join(RETUNABLE)} with choice, uniform or loguniform; {kind.upper()} mutates "
+            "those (a checkpoint resumes under their new values)"
         )
+    if kind == "pb2":  # every RETUNABLE key is a number: PB2 takes a choice's lowest to highest
+        _needs("sklearn", "scheduler type 'pb2'")
     interval = _int(data, "perturbation_interval", base.eval_every, 1)
     if interval % base.eval_every:
         raise GanError(
@@ -67,14 +70,14 @@ def _pbt(data: dict, base: Config, searched: dict) -> dict:
     quantile = _number("scheduler key 'quantile_fraction'", data.get("quantile_fraction", 0.25))
     if not 0 < quantile <= 0.5:
         raise GanError(f"scheduler key 'quantile_fraction': must be in (0, 0.5], got {quantile}")
-    resample = _number(
-        "scheduler key 'resample_probability'", data.get("resample_probability", 0.25)
-    )
-    if not 0 <= resample <= 1:
-        raise GanError(f"scheduler key 'resample_probability': must be in [0, 1], got {resample}")
-    return {
-        "perturbation_interval": interval,
-        "quantile_fraction": quantile,
-        "resample_probability": resample,
-        "mutate": mutate,
-    }
+    out = {"perturbation_interval": interval, "quantile_fraction": quantile, "mutate": mutate}
+    if kind == "pbt":  # PB2 has no such key: its bandit replaces PBT's random resampling
+        resample = _number(
+            "scheduler key 'resample_probability'", data.get("resample_probability", 0.25)
+        )
+        if not 0 <= resample <= 1:
+            raise GanError(
+                f"scheduler key 'resample_probability': must be in [0, 1], got {resample}"
+            )
+        out["resample_probability"] = resample
+    return out

@@ -1,6 +1,6 @@
 """How a tune explores: the searcher (random, grid, Optuna's TPE) that proposes configs, the
-scheduler (ASHA, FIFO, Population Based Training) that stops or mutates trials, and the optional
-experiment trackers (MLflow, Weights & Biases) that see every result."""
+scheduler (ASHA, FIFO, Population Based Training, PB2) that stops or mutates trials, and the
+optional experiment trackers (MLflow, Weights & Biases) that see every result."""
 
 from __future__ import annotations
 
@@ -52,18 +52,34 @@ class ResumableASHA(ASHAScheduler):
 
 
 def make_scheduler(spec: Spec):
-    """ASHA on the epoch counter, FIFO (every trial runs to the end), or PBT over the searched
-    keys a checkpoint may resume under (gan.config.RETUNABLE)."""
+    """ASHA on the epoch counter, FIFO (every trial runs to the end), or PBT / PB2 over the
+    searched keys a checkpoint may resume under (gan.config.RETUNABLE)."""
     s = spec.scheduler
     if s["type"] == "fifo":
         return FIFOScheduler()
-    if s["type"] == "pbt":
-        # a choice's values as a list: PBT then moves to a neighbouring value, where it would
-        # multiply a number drawn from a domain by 0.8 or 1.2 (a value off the list)
-        mutations = {
-            k: list(d.categories) if hasattr(d, "categories") else d
-            for k, d in ((k, spec.search[k]) for k in s["mutate"])
+    # a choice's values as a list: PBT then moves to a neighbouring value, where it would
+    # multiply a number drawn from a domain by 0.8 or 1.2 (a value off the list)
+    mutations = {
+        k: list(d.categories) if hasattr(d, "categories") else d
+        for k, d in ((k, spec.search[k]) for k in s.get("mutate", ()))
+    }
+    if s["type"] == "pb2":
+        from ray.tune.schedulers.pb2 import PB2
+
+        # PB2 models the metric over the keys' values with a Gaussian process and picks the
+        # next ones within these bounds (a choice spans its lowest to its highest value)
+        bounds = {
+            k: [min(d), max(d)] if isinstance(d, list) else [d.lower, d.upper]
+            for k, d in mutations.items()
         }
+        return PB2(
+            time_attr="epoch",
+            perturbation_interval=s["perturbation_interval"],
+            hyperparam_bounds=bounds,
+            quantile_fraction=s["quantile_fraction"],
+            synch=True,
+        )
+    if s["type"] == "pbt":
         return PopulationBasedTraining(
             time_attr="epoch",
             perturbation_interval=s["perturbation_interval"],

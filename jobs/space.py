@@ -7,6 +7,8 @@ from gan.config import FIELDS, Config, GanError, make_config, to_dict
 
 FORMS = ("choice", "grid_search", "uniform", "loguniform", "randint")
 NOT_SEARCHABLE = ("metric", "name")  # one metric to compare by; one experiment name
+# the optional package a tune feature imports -> the gan extra that installs it
+EXTRA = {"optuna": "optuna", "mlflow": "mlflow", "wandb": "wandb", "sklearn": "pb2"}
 
 
 def _number(where: str, value: object) -> float:
@@ -18,6 +20,16 @@ def _number(where: str, value: object) -> float:
         raise GanError(
             f"{where}: expected a number, got {value!r} (write floats as 1.0e-4)"
         ) from None
+
+
+def _needs(module: str, what: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise GanError(
+            f"{what} needs the '{module}' package; install it with "
+            f"pip install 'gan[{EXTRA[module]}]'"
+        )
 
 
 def _int(data: dict, key: str, default: int, low: int) -> int:

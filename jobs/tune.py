@@ -132,9 +132,9 @@ def build_tuner(spec: Spec, storage: str, trainable=gan_trial) -> tune.Tuner:
     if tune.Tuner.can_restore(exp_path):
         print(f"resuming experiment {exp_path}", flush=True)
         return tune.Tuner.restore(exp_path, fn, resume_unfinished=True, resume_errored=True)
-    # best by metric; Ray always keeps the latest as well. PBT keeps them all: an exploit restores
-    # the donor's checkpoint of the interval, which the donor may have moved past
-    keep = None if spec.scheduler["type"] == "pbt" else spec.num_to_keep
+    # best by metric; Ray always keeps the latest as well. PBT (and PB2) keeps them all: an
+    # exploit restores the donor's checkpoint of the interval, which the donor may have moved past
+    keep = None if spec.scheduler["type"] in ("pbt", "pb2") else spec.num_to_keep
     return tune.Tuner(
         fn,
         param_space=spec.param_space(),

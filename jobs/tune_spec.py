@@ -16,6 +16,8 @@ Layout of the file (every key but `base` is optional):
     scheduler: {type: asha, grace_period: 1, reduction_factor: 2, max_t: 8}   # or {type: fifo}
     #   or {type: pbt, perturbation_interval: 2, quantile_fraction: 0.25, resample_probability:
     #   0.25}: mutates the searched RETUNABLE keys (lr_g, lr_d, betas, ...) of the worst trials
+    #   or {type: pb2, perturbation_interval: 2, quantile_fraction: 0.25}: PBT whose new values
+    #   come from a Gaussian-process bandit within the keys' ranges (pip install 'gan[pb2]')
     reevaluate: {top: 3, seeds: 3}   # retrain the best 3 with 3 new seeds each; rank by the mean
     loggers: [mlflow, wandb]    # Ray Tune's MLflow, W&B loggers (pip install 'gan[mlflow,wandb]')
     resources: {cpu: 1, gpu: 0.25}         # per trial; fractional GPUs pack trials on one GPU
@@ -33,7 +35,7 @@ from pathlib import Path
 
 from gan.config import Config, GanError, make_config, read_yaml, to_dict
 from jobs.schedule import parse_scheduler
-from jobs.space import _int, _number, search_space
+from jobs.space import _int, _needs, _number, search_space
 
 TOP_KEYS = (
     "name",
@@ -55,7 +57,6 @@ TOP_KEYS = (
 SEARCHERS = ("random", "grid", "optuna")
 LOGGERS = {"mlflow": "mlflow", "wandb": "wandb"}  # logger -> the module it needs
 # module -> the gan extra that installs it
-EXTRA = {"optuna": "optuna", "mlflow": "mlflow", "wandb": "wandb"}
 PATH_KEYS = ("data_dir", "data_path", "fid_weights")  # trials run in their own cwd: made absolute
 
 
@@ -122,22 +123,13 @@ def _searcher(data: dict, search: dict, scheduler: dict) -> tuple[str, dict]:
                 f"searcher optuna: search key '{grids[0]}' uses grid_search, which Optuna "
                 "cannot sample; write it as choice"
             )
-        if scheduler["type"] == "pbt":
+        if scheduler["type"] in ("pbt", "pb2"):
+            kind = scheduler["type"]
             raise GanError(
-                "searcher optuna with scheduler pbt: PBT explores by mutating trials itself; "
-                "use searcher random with pbt, or optuna with asha"
+                f"searcher optuna with scheduler {kind}: {kind.upper()} explores by mutating "
+                f"trials itself; use searcher random with {kind}, or optuna with asha"
             )
     return name, search
-
-
-def _needs(module: str, what: str) -> None:
-    import importlib.util
-
-    if importlib.util.find_spec(module) is None:
-        raise GanError(
-            f"{what} needs the '{module}' package; install it with "
-            f"pip install 'gan[{EXTRA[module]}]'"
-        )
 
 
 def _reevaluate(data: object, scheduler: dict) -> dict | None:
@@ -145,10 +137,10 @@ def _reevaluate(data: object, scheduler: dict) -> dict | None:
         return None
     if not isinstance(data, dict) or set(data) - {"top", "seeds"}:
         raise GanError(f"tune key 'reevaluate': expected {{top: K, seeds: S}}, got {data!r}")
-    if scheduler["type"] == "pbt":
+    if scheduler["type"] in ("pbt", "pb2"):
         raise GanError(
-            "tune key 'reevaluate' with scheduler pbt: a PBT trial's result is a schedule of "
-            "values, not one config to retrain; drop reevaluate or use asha"
+            f"tune key 'reevaluate' with scheduler {scheduler['type']}: a PBT trial's result is "
+            "a schedule of values, not one config to retrain; drop reevaluate or use asha"
         )
     return {"top": _int(data, "top", 3, 1), "seeds": _int(data, "seeds", 3, 1)}
 

@@ -1,5 +1,5 @@
-"""How a tune explores: searchers (random, grid, Optuna), PBT's exploit on gan's checkpoints, seed
-re-evaluation ranked by the mean, and the MLflow and W&B loggers."""
+"""How a tune explores: searchers (random, grid, Optuna), PBT's and PB2's exploits on gan's
+checkpoints, seed re-evaluation ranked by the mean, and the MLflow and W&B loggers."""
 
 import csv
 import json
@@ -41,6 +41,10 @@ def spec_of(**top):
         ({"reevaluate": {"best": 2}}, "'reevaluate'"),
         ({"reevaluate": {"top": 2}, "scheduler": {"type": "pbt"}, "search": LR}, "reevaluate"),
         ({"loggers": ["comet"]}, "'loggers'"),
+        ({"searcher": "optuna", "scheduler": {"type": "pb2"}, "search": LR}, "pb2"),
+        ({"scheduler": {"type": "pb2", "resample_probability": 0.2}, "search": LR}, "resample"),
+        ({"scheduler": {"type": "pb2"}, "search": {"arch": {"choice": ["dcgan"]}}}, "lr_g"),
+        ({"reevaluate": {"top": 2}, "scheduler": {"type": "pb2"}, "search": LR}, "reevaluate"),
     ],
 )
 def test_search_key_errors_name_the_key(top, key):
@@ -63,7 +67,7 @@ def test_a_missing_optional_package_is_named_with_its_extra(monkeypatch):
     monkeypatch.setattr(
         importlib.util,
         "find_spec",
-        lambda n, *a: None if n in ("optuna", "mlflow", "wandb") else real(n),
+        lambda n, *a: None if n in ("optuna", "mlflow", "wandb", "sklearn") else real(n),
     )
     with pytest.raises(GanError, match=r"pip install 'gan\[optuna\]'"):
         spec_of(searcher="optuna", search=LR)
@@ -71,6 +75,8 @@ def test_a_missing_optional_package_is_named_with_its_extra(monkeypatch):
         spec_of(loggers=["mlflow"])
     with pytest.raises(GanError, match=r"logger wandb needs .* pip install 'gan\[wandb\]'"):
         spec_of(loggers=["wandb"])
+    with pytest.raises(GanError, match=r"type 'pb2' needs .* pip install 'gan\[pb2\]'"):
+        spec_of(scheduler={"type": "pb2"}, search=LR)
 
 
 def test_grid_searcher_lists_every_combination():
@@ -140,6 +146,21 @@ def test_pbt_explore_stays_inside_the_search_range():
     assert set(pbt._hyperparam_mutations) == {"beta1", "lr_g"}  # arch is not retunable
     clip = clip_to_domains({k: spec.search[k] for k in ("beta1", "lr_g")})
     assert clip({"beta1": 1.08, "lr_g": 5e-5}) == {"beta1": 0.9, "lr_g": 1e-4}
+
+
+def test_pb2_searches_within_the_ranges_of_the_searched_keys():
+    from ray.tune.schedulers.pb2 import PB2
+
+    from jobs.search import make_scheduler
+
+    spec = spec_of(
+        scheduler={"type": "pb2", "perturbation_interval": 1},
+        search={**LR, "lr_d": {"choice": [1e-4, 4e-4, 2e-4]}, "loss": {"choice": ["bce"]}},
+    )
+    assert "resample_probability" not in spec.scheduler
+    pb2 = make_scheduler(spec)
+    assert isinstance(pb2, PB2)  # loss is not retunable; a numeric choice spans its values
+    assert pb2._hyperparam_bounds == {"lr_g": [1e-4, 1e-2], "lr_d": [1e-4, 4e-4]}
 
 
 # -- a PBT exploit on gan's checkpoints (no Ray session) -----------------------------------------
@@ -337,6 +358,42 @@ def test_pbt_exploits_go_on_from_the_donor_and_mlflow_and_wandb_log_every_trial(
     offline = sorted((exp / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(offline) == 2
     assert all(f.read_bytes().count(b"\x12\tfd_domain") >= 3 for f in offline)
+
+
+@pytest.mark.ray
+def test_pb2_exploits_with_values_its_bandit_picks_within_the_ranges(
+    tmp_path, search_base, ray_session
+):
+    from jobs.tune import run_tune
+
+    bounds = [1.0e-5, 2.0e-3]
+    spec = _spec(
+        tmp_path / "pb2.yaml",
+        {**search_base, "epochs": 3},
+        search={"lr_g": {"loguniform": bounds}, "lr_d": {"loguniform": bounds}},
+        num_samples=2,
+        max_concurrent=2,
+        resources={"cpu": 1},
+        # quantile 0.5 of 2 trials: at each interval the worse one exploits the better one
+        scheduler={"type": "pb2", "perturbation_interval": 1, "quantile_fraction": 0.5},
+    )
+    rows = run_tune(str(spec), storage=str(tmp_path))
+    exp = tmp_path / "pb2"
+    assert len(rows) == 2 and (exp / "best.yaml").is_file()
+    retunes = []
+    for r in rows:
+        log = [json.loads(x) for x in (exp / r["trial"] / "log.jsonl").read_text().splitlines()]
+        epochs = [x["epoch"] for x in log if x["kind"] == "epoch"]
+        assert epochs == sorted(set(epochs)) and epochs[-1] == 3  # one history per trial
+        kinds = [x["kind"] for x in log]
+        for i, kind in enumerate(kinds):
+            if kind == "exploit":  # the donor's checkpoint, then the bandit's new values
+                assert kinds[i + 1] == "retune" and log[i]["donor"] in {x["trial"] for x in rows}
+                retunes.append(log[i + 1])
+    assert retunes  # at least one exploit happened
+    for row in retunes:
+        for key in set(row) & {"lr_g", "lr_d"}:
+            assert bounds[0] <= row[key][1] <= bounds[1]
 
 
 @pytest.mark.ray
