@@ -12,6 +12,8 @@ SCHEDULERS = {
     "pbt": ("perturbation_interval", "quantile_fraction", "resample_probability", "max_t"),
     "pb2": ("perturbation_interval", "quantile_fraction", "max_t"),
 }
+# the schedulers whose trials copy a better trial's checkpoint and go on under new values
+POPULATION = ("pbt", "pb2")
 
 
 def parse_scheduler(data: object, base: Config, searched: dict) -> dict:
@@ -45,7 +47,7 @@ def parse_scheduler(data: object, base: Config, searched: dict) -> dict:
         if rf <= 1:
             raise GanError(f"scheduler key 'reduction_factor': must be above 1, got {rf}")
         out.update(grace_period=grace, reduction_factor=rf)
-    if kind in ("pbt", "pb2"):
+    if kind in POPULATION:
         out.update(_pbt(data, base, searched, kind))
     return out
 

@@ -153,6 +153,8 @@ def forget_lost_checkpoints(manager, name: str) -> None:
     )
     if numbered:  # the one Ray registered just before the driver died
         newest = tune.Checkpoint(numbered[-1][1], filesystem=lost.filesystem)
+        # with the lost one's metrics (the state has no others): the trial reads its epoch from
+        # the checkpoint itself, and its next report replaces them
         manager._latest_checkpoint_result = _TrainingResult(newest, latest.metrics)
     else:
         manager._latest_checkpoint_result = None  # starts afresh, resuming from its run dir

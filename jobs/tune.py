@@ -27,6 +27,7 @@ from ray import tune
 from gan.cli import guarded
 from gan.config import GanError, make_config, read_yaml
 from jobs.raylocal import start_ray
+from jobs.schedule import POPULATION
 from jobs.search import make_callbacks, tune_config
 from jobs.trial import LostCheckpoints, gan_trial, trial_dirname
 from jobs.tune_report import publish as publish_results
@@ -134,7 +135,7 @@ def build_tuner(spec: Spec, storage: str, trainable=gan_trial) -> tune.Tuner:
         return tune.Tuner.restore(exp_path, fn, resume_unfinished=True, resume_errored=True)
     # best by metric; Ray always keeps the latest as well. PBT (and PB2) keeps them all: an
     # exploit restores the donor's checkpoint of the interval, which the donor may have moved past
-    keep = None if spec.scheduler["type"] in ("pbt", "pb2") else spec.num_to_keep
+    keep = None if spec.scheduler["type"] in POPULATION else spec.num_to_keep
     return tune.Tuner(
         fn,
         param_space=spec.param_space(),

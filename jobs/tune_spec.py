@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gan.config import Config, GanError, make_config, read_yaml, to_dict
-from jobs.schedule import parse_scheduler
+from jobs.schedule import POPULATION, parse_scheduler
 from jobs.space import _int, _needs, _number, search_space
 
 TOP_KEYS = (
@@ -56,7 +56,6 @@ TOP_KEYS = (
 )
 SEARCHERS = ("random", "grid", "optuna")
 LOGGERS = {"mlflow": "mlflow", "wandb": "wandb"}  # logger -> the module it needs
-# module -> the gan extra that installs it
 PATH_KEYS = ("data_dir", "data_path", "fid_weights")  # trials run in their own cwd: made absolute
 
 
@@ -69,7 +68,7 @@ class Spec:
     mode: str
     base: dict  # to_dict() of the checked base Config: every trial gets every key
     search: dict  # Config key -> Ray domain or {"grid_search": [...]}
-    scheduler: dict  # {"type": "asha"|"fifo"|"pbt", "max_t", and the type's own keys}
+    scheduler: dict  # {"type": "asha"|"fifo"|"pbt"|"pb2", "max_t", and the type's own keys}
     cpu: float
     gpu: float
     num_samples: int
@@ -123,7 +122,7 @@ def _searcher(data: dict, search: dict, scheduler: dict) -> tuple[str, dict]:
                 f"searcher optuna: search key '{grids[0]}' uses grid_search, which Optuna "
                 "cannot sample; write it as choice"
             )
-        if scheduler["type"] in ("pbt", "pb2"):
+        if scheduler["type"] in POPULATION:
             kind = scheduler["type"]
             raise GanError(
                 f"searcher optuna with scheduler {kind}: {kind.upper()} explores by mutating "
@@ -137,7 +136,7 @@ def _reevaluate(data: object, scheduler: dict) -> dict | None:
         return None
     if not isinstance(data, dict) or set(data) - {"top", "seeds"}:
         raise GanError(f"tune key 'reevaluate': expected {{top: K, seeds: S}}, got {data!r}")
-    if scheduler["type"] in ("pbt", "pb2"):
+    if scheduler["type"] in POPULATION:
         raise GanError(
             f"tune key 'reevaluate' with scheduler {scheduler['type']}: a PBT trial's result is "
             "a schedule of values, not one config to retrain; drop reevaluate or use asha"
