@@ -7,8 +7,8 @@
 2. Random search and Optuna's TPE, each under ASHA, run as real Ray Tune experiments (their own
    searcher and scheduler, `max_concurrent` trials at a time) whose trainable reports the
    measured curve of its config epoch by epoch instead of training it again. Several seeds each.
-3. PBT cannot be read off the table (an exploit changes the curve that follows), so it trains for
-   real: 27 trials over the same space, every trial to max_t.
+3. PBT and PB2 cannot be read off the table (an exploit changes the curve that follows), so they
+   train for real: 27 trials over the same space, every trial to max_t.
 
 For each method: trial-epochs used, the best metric found, the trial-epochs after which its best
 so far came within 5% of the exhaustive best, and its best within a budget of a third of the
@@ -177,7 +177,8 @@ def bench_search(
             "trial_epochs": len(table) * max_t,
             "best": best,
             "best_config": min(table, key=lambda k: min(table[k])),
-            "seconds": exhaustive_s,  # None: the table of an earlier run
+            "seconds": None if table_file else exhaustive_s,  # None: an earlier run's table
+            "table_of": Path(table_file).name if table_file else None,
             "epochs_to_within_5pct": summary(exhaustive_trace, best, budget)[
                 "epochs_to_within_5pct"
             ],
@@ -197,9 +198,10 @@ def bench_search(
             print(f"search  {label} seed {seed}: {json.dumps(runs[-1])}", flush=True)
             runs[-1]["trace"] = values
         out["methods"][label] = runs
-    if pbt:
-        from jobs.trial import gan_trial
+    from jobs.trial import gan_trial
+    from jobs.tune import run_tune
 
+    for kind in ("pbt", "pb2") if pbt else ():  # both train for real, every trial to max_t
         top = {
             "searcher": "random",
             "search": {
@@ -207,23 +209,21 @@ def bench_search(
                 "lr_g": {"loguniform": [LRS[0], LRS[-1]]},
                 "lr_d": {"loguniform": [LRS[0], LRS[-1]]},
             },
-            "scheduler": {"type": "pbt", "perturbation_interval": 3, "max_t": max_t},
+            "scheduler": {"type": kind, "perturbation_interval": 3, "max_t": max_t},
         }
         base_pbt = {**base, "checkpoint_every": 1, "keep_checkpoints": 2}
-        name = "pbt-0"
+        name = f"{kind}-0"
         spec = {"name": name, "metric": metric, "base": base_pbt, "seed": 0, **common, **top}
         path = work / f"{name}.yaml"
         path.write_text(yaml.safe_dump(spec, sort_keys=False))
         t1 = time.time()
-        from jobs.tune import run_tune
-
         rows = run_tune(str(path), storage=str(work / "results"), trainable=gan_trial)
         values = pbt_trace(work / "results" / name, rows, metric)
-        out["methods"]["pbt"] = [
+        out["methods"][kind] = [
             {"seed": 0, **summary(values, best, budget), "wall_s": round(time.time() - t1)}
         ]
-        print(f"search  pbt: {json.dumps(out['methods']['pbt'][0])}", flush=True)
-        out["methods"]["pbt"][0]["trace"] = values
+        print(f"search  {kind}: {json.dumps(out['methods'][kind][0])}", flush=True)
+        out["methods"][kind][0]["trace"] = values
     return out
 
 

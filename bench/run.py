@@ -148,6 +148,11 @@ def main() -> int:
         default="500",
         help="fid: sample counts, e.g. 500,5000 (a CPU runs Inception at ~14 img/s: 5 passes of n)",
     )
+    p.add_argument(
+        "--search-table",
+        default="",
+        help="search: the exhaustive table (table.json) of an earlier run of the same settings",
+    )
     p.add_argument("--data-dir", default=str(ROOT / "data"))
     args = p.parse_args()
     only = set(args.only.split(","))
@@ -225,13 +230,15 @@ def main() -> int:
     if "search" in only:
         from bench_search import bench_search
 
-        # 27 configs x max_t 9 (--quick: 3), trained once; random+ASHA and Optuna+ASHA replay
-        # the measured curves through real Ray experiments (3 seeds); PBT trains for real
+        # 27 configs x max_t 9 (--quick: 3), trained once (or an earlier run's table); random+
+        # ASHA and Optuna+ASHA replay the measured curves through real Ray experiments (3 seeds);
+        # PBT and PB2 train for real
         out["search"] = bench_search(
             limit=512 if q else 1024,
             max_t=3 if q else 9,
             seeds=1 if q else 3,
             data_dir=args.data_dir,
+            table_file=args.search_table,
         )
     if "asha" in only:
         from bench_asha import bench_asha
