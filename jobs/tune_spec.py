@@ -131,6 +131,25 @@ def _searcher(data: dict, search: dict, scheduler: dict) -> tuple[str, dict]:
     return name, search
 
 
+def _population(kind: str, search: dict, num_samples: int, max_concurrent: int) -> None:
+    """PBT's population is the trials that exist, and a searcher holding `max_concurrent`
+    creates no new trial until one ends: a smaller limit would split the population into
+    groups that never meet. Concurrency under PBT comes from the trials' resources."""
+    if kind not in POPULATION or not max_concurrent:
+        return
+    trials = num_samples
+    for domain in search.values():
+        if isinstance(domain, dict):  # grid_search: every value for every sample
+            trials *= len(domain["grid_search"])
+    if max_concurrent < trials:
+        raise GanError(
+            f"tune key 'max_concurrent': {max_concurrent} with scheduler {kind} and {trials} "
+            f"trials would make {kind.upper()}'s population the {max_concurrent} trials running "
+            "at once (the others are not created until one ends, and never compared); drop "
+            "max_concurrent, and limit how many run at once with resources (cpu, gpu per trial)"
+        )
+
+
 def _reevaluate(data: object, scheduler: dict) -> dict | None:
     if data is None:
         return None
@@ -209,6 +228,9 @@ def parse_spec(data: dict, default_name: str) -> Spec:
     seed = data.get("seed", 0)
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise GanError(f"tune key 'seed': expected an integer or null, got {seed!r}")
+    num_samples = _int(data, "num_samples", 1, 1)
+    max_concurrent = _int(data, "max_concurrent", 0, 0)
+    _population(scheduler["type"], search, num_samples, max_concurrent)
     return Spec(
         name=name,
         metric=metric,
@@ -218,8 +240,8 @@ def parse_spec(data: dict, default_name: str) -> Spec:
         scheduler=scheduler,
         cpu=cpu,
         gpu=gpu,
-        num_samples=_int(data, "num_samples", 1, 1),
-        max_concurrent=_int(data, "max_concurrent", 0, 0),
+        num_samples=num_samples,
+        max_concurrent=max_concurrent,
         seed=seed,
         max_failures=_int(data, "max_failures", 2, -1),
         num_to_keep=_int(data, "num_to_keep", 1, 1),

@@ -45,6 +45,19 @@ def spec_of(**top):
         ({"scheduler": {"type": "pb2", "resample_probability": 0.2}, "search": LR}, "resample"),
         ({"scheduler": {"type": "pb2"}, "search": {"arch": {"choice": ["dcgan"]}}}, "lr_g"),
         ({"reevaluate": {"top": 2}, "scheduler": {"type": "pb2"}, "search": LR}, "reevaluate"),
+        (
+            {"scheduler": {"type": "pbt"}, "search": LR, "num_samples": 4, "max_concurrent": 2},
+            "'max_concurrent': 2 with scheduler pbt and 4 trials",
+        ),
+        (
+            {
+                "scheduler": {"type": "pb2"},
+                "search": {**LR, "arch": {"grid_search": ["dcgan", "resnet"]}},
+                "num_samples": 2,
+                "max_concurrent": 3,
+            },
+            "'max_concurrent': 3 with scheduler pb2 and 4 trials",
+        ),
     ],
 )
 def test_search_key_errors_name_the_key(top, key):
