@@ -213,7 +213,10 @@ def bench_search(
         }
         base_pbt = {**base, "checkpoint_every": 1, "keep_checkpoints": 2}
         name = f"{kind}-0"
-        spec = {"name": name, "metric": metric, "base": base_pbt, "seed": 0, **common, **top}
+        # no max_concurrent: a population is the trials that exist (the searcher would hold
+        # back all but 2); one CPU each on the 2-CPU Ray still runs 2 at a time
+        population = {"resources": {"cpu": 1}, "num_samples": len(table)}
+        spec = {"name": name, "metric": metric, "base": base_pbt, "seed": 0, **population, **top}
         path = work / f"{name}.yaml"
         path.write_text(yaml.safe_dump(spec, sort_keys=False))
         t1 = time.time()
