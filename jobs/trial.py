@@ -152,13 +152,14 @@ def forget_lost_checkpoints(manager, name: str) -> None:
         if f.type == pyarrow.fs.FileType.Directory and (m := CKPT_DIR_RE.search(f.base_name))
     )
     if numbered:  # the one Ray registered just before the driver died
-        newest = tune.Checkpoint(numbered[-1][1], filesystem=lost.filesystem)
+        where = numbered[-1][1]
+        newest = tune.Checkpoint(where, filesystem=lost.filesystem)
         # with the lost one's metrics (the state has no others): the trial reads its epoch from
         # the checkpoint itself, and its next report replaces them
         manager._latest_checkpoint_result = _TrainingResult(newest, latest.metrics)
     else:
+        where = "its run dir's own checkpoints"
         manager._latest_checkpoint_result = None  # starts afresh, resuming from its run dir
-    where = numbered[-1][1] if numbered else "its run dir's own checkpoints"
     print(f"trial {name}: checkpoint {lost.path} is gone; resuming from {where}", flush=True)
 
 

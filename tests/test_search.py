@@ -328,6 +328,17 @@ def test_reevaluation_retrains_the_best_with_new_seeds(
     assert "MLFLOW_TRACKING_URI" not in os.environ
 
 
+def _histories(exp: Path, rows: list[dict]) -> list[list[dict]]:
+    """Each trial's log.jsonl rows, checked to read as one history to epoch 3."""
+    logs = []
+    for r in rows:
+        log = [json.loads(x) for x in (exp / r["trial"] / "log.jsonl").read_text().splitlines()]
+        epochs = [x["epoch"] for x in log if x["kind"] == "epoch"]
+        assert epochs == sorted(set(epochs)) and epochs[-1] == 3  # one history per trial
+        logs.append(log)
+    return logs
+
+
 @pytest.mark.ray
 def test_pbt_exploits_go_on_from_the_donor_and_mlflow_and_wandb_log_every_trial(
     tmp_path, search_base, ray_session, monkeypatch, capsys
@@ -353,12 +364,7 @@ def test_pbt_exploits_go_on_from_the_donor_and_mlflow_and_wandb_log_every_trial(
     exp = tmp_path / "pbt"
     assert f"logged offline to {exp}/wandb" in capsys.readouterr().out
     assert len(rows) == 2 and (exp / "best.yaml").is_file()
-    exploits = []
-    for r in rows:
-        log = [json.loads(x) for x in (exp / r["trial"] / "log.jsonl").read_text().splitlines()]
-        epochs = [x["epoch"] for x in log if x["kind"] == "epoch"]
-        assert epochs == sorted(set(epochs)) and epochs[-1] == 3  # one history per trial
-        exploits += [x for x in log if x["kind"] == "exploit"]
+    exploits = [x for log in _histories(exp, rows) for x in log if x["kind"] == "exploit"]
     assert exploits  # at least one exploit happened, and it named its donor
     assert {x["donor"] for x in exploits} <= {r["trial"] for r in rows}
     from mlflow.tracking import MlflowClient
@@ -394,10 +400,7 @@ def test_pb2_exploits_with_values_its_bandit_picks_within_the_ranges(
     exp = tmp_path / "pb2"
     assert len(rows) == 2 and (exp / "best.yaml").is_file()
     retunes = []
-    for r in rows:
-        log = [json.loads(x) for x in (exp / r["trial"] / "log.jsonl").read_text().splitlines()]
-        epochs = [x["epoch"] for x in log if x["kind"] == "epoch"]
-        assert epochs == sorted(set(epochs)) and epochs[-1] == 3  # one history per trial
+    for log in _histories(exp, rows):
         kinds = [x["kind"] for x in log]
         for i, kind in enumerate(kinds):
             if kind == "exploit":  # the donor's checkpoint, then the bandit's new values

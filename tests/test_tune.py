@@ -344,9 +344,9 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path, tune_
     try:  # kill once the state records the finished trial and names each parked one's checkpoint
         deadline = time.time() + 120
         while time.time() < deadline and driver.poll() is None:
-            if len(_terminated(exp)) == 1 and len(_named_checkpoints(exp)) == 3:
-                if len(chaos.parked(exp)) == 3:
-                    break
+            done = len(_terminated(exp)) == 1 and len(_named_checkpoints(exp)) == 3
+            if done and len(chaos.parked(exp)) == 3:
+                break
             time.sleep(0.5)
         assert driver.poll() is None, "the driver ended before it could be killed"
         os.killpg(driver.pid, signal.SIGKILL)
