@@ -78,6 +78,9 @@ class Config:
     fid_samples: int = 5000  # generated images per evaluation (compare FIDs at equal N only)
     fid_ref_split: str = "test"  # real statistics from the train or test split
     fid_weights: str = ""  # local Inception weights file (default: $GAN_FID_WEIGHTS or standard)
+    # torch.compile Inception with its weights frozen: faster FID evaluations after a one-off
+    # compile (README, Benchmarks: the FID row), falling back to eager if it fails
+    fid_compile: bool = False
     kid: bool = False  # also compute KID at each evaluation
     prc: bool = False  # also compute precision/recall (needs VGG16 weights)
 

@@ -184,7 +184,7 @@ def _make_evaluator(cfg: Config, device: torch.device) -> Evaluator:
     ev = Evaluator(cfg, device, len(ref))
     if cfg.metric == "fid" or cfg.kid:
         ev.weights = resolve_weights(cfg)
-        ev.inception = inception(ev.weights, device)
+        ev.inception = inception(ev.weights, device, cfg.fid_compile)
         # keyed by every data option and the weights' hash: torch-fidelity's own cache is keyed
         # by a name only, and would reuse statistics made with other weights
         key = (

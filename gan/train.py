@@ -51,6 +51,7 @@ RESUMABLE = {
     "fid_samples",
     "fid_ref_split",
     "fid_weights",
+    "fid_compile",
     "kid",
     "prc",
     "metric",

@@ -95,6 +95,32 @@ def test_fid_in_memory_self_noise_and_real(fid_cfg, inception_weights):
     assert set(same) >= {"fd_domain", "class_coverage_min", "class_entropy", "classifier_acc"}
 
 
+def test_fid_compile_gives_the_eager_fid(fid_cfg):
+    # 70 images: one batch of 64, then 6 padded to 64 (one compiled shape)
+    images = load_split(fid_cfg(), "train").images[:70]
+    eager = make_evaluator(fid_cfg(), "cpu").evaluate_images(images)
+    ev = make_evaluator(fid_cfg(fid_compile=True), "cpu")
+    assert isinstance(ev.inception, extractors.Compiled)
+    compiled = ev.evaluate_images(images)
+    assert ev.inception.run is not ev.inception.fe  # still compiled: no fallback happened
+    assert compiled["fid"] == pytest.approx(eager["fid"], rel=1e-4)
+
+
+def test_fid_compile_falls_back_to_eager_when_compiling_fails(fid_cfg, monkeypatch, caplog):
+    def broken(*a, **k):
+        raise RuntimeError("InductorError: no C++ compiler")
+
+    monkeypatch.setattr(extractors.torch, "compile", lambda fe, **k: broken)
+    images = load_split(fid_cfg(), "train").images[:16]
+    eager = make_evaluator(fid_cfg(), "cpu").evaluate_images(images)
+    ev = make_evaluator(fid_cfg(fid_compile=True), "cpu")
+    with caplog.at_level("WARNING", logger="gan.extractors"):
+        result = ev.evaluate_images(images)
+    assert "fid_compile: torch.compile failed (InductorError: no C++ compiler)" in caplog.text
+    assert ev.inception.run is ev.inception.fe
+    assert result["fid"] == eager["fid"]
+
+
 def _folder(tmp_path, fmnist_images, n=24):
     """An unlabelled image folder (no class subfolders): no classifier, Inception only."""
     folder = tmp_path / "imgs"
