@@ -1,9 +1,9 @@
 """Tuning efficiency: random+ASHA, Optuna+ASHA and PBT against every trial run to max_t.
 
 1. The exhaustive search, measured: every point of a 27-point grid over the quick model
-   (arch x lr_g x lr_d, tune_configs/quick.yaml's base on a 1024-image subset) trains to max_t
-   epochs, scored after every epoch. CPU training is deterministic, so a config's curve does not
-   depend on which search runs it or when.
+   (arch x lr_g x lr_d, tune_configs/quick.yaml's base on its own 8192 images) trains to max_t
+   epochs, scored after every epoch, `jobs` configs side by side (the cores shared out). CPU
+   training is deterministic, so a config's curve does not depend on which search runs it or when.
 2. Random search and Optuna's TPE, each under ASHA, run as real Ray Tune experiments (their own
    searcher and scheduler, `max_concurrent` trials at a time) whose trainable reports the
    measured curve of its config epoch by epoch instead of training it again. Several seeds each.
@@ -14,7 +14,7 @@ For each method: trial-epochs used, the best metric found, the trial-epochs afte
 so far came within 5% of the exhaustive best, and its best within a budget of a third of the
 exhaustive trial-epochs.
 
-    python bench/bench_search.py [--limit 1024] [--max-t 9] [--seeds 3] [--no-pbt]
+    python bench/bench_search.py [--limit 8192] [--max-t 9] [--seeds 3] [--jobs 2] [--no-pbt]
 """
 
 from __future__ import annotations
@@ -59,19 +59,33 @@ def key(config: dict) -> str:
     return f"{config['arch']}|{float(config['lr_g']):.6g}|{float(config['lr_d']):.6g}"
 
 
-def exhaustive(base: dict, work: Path, metric: str) -> dict[str, list[float]]:
-    """Every grid point trained to max_t in this process; {key: metric after each epoch}."""
+def exhaustive(base: dict, work: Path, metric: str, jobs: int = 1) -> dict[str, list[float]]:
+    """Every grid point trained to max_t, `jobs` at a time in worker processes (each on its share
+    of the cores); {key: metric after each epoch}, in grid order."""
+    tasks = [(base, point, work, metric, max(1, (os.cpu_count() or 1) // jobs)) for point in grid()]
+    if jobs <= 1:
+        return dict(map(curve_of, tasks))
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+        return dict(pool.map(curve_of, tasks))
+
+
+def curve_of(task: tuple) -> tuple[str, list[float]]:
+    """(key, metric after each epoch) of one grid point trained to max_t."""
+    import torch
+
     from gan.config import make_config
     from gan.train import train
 
-    table = {}
-    for point in grid():
-        run = work / "exhaustive" / key(point).replace("|", "_")
-        reports = []
-        train(make_config({**base, **point}), run, lambda m, c, r=reports: r.append(m[metric]))
-        table[key(point)] = reports
-        print(f"search  exhaustive {key(point)}: {[round(v, 2) for v in reports]}", flush=True)
-    return table
+    base, point, work, metric, threads = task
+    torch.set_num_threads(threads)
+    run = work / "exhaustive" / key(point).replace("|", "_")
+    reports = []
+    train(make_config({**base, **point}), run, lambda m, c: reports.append(m[metric]))
+    print(f"search  exhaustive {key(point)}: {[round(v, 2) for v in reports]}", flush=True)
+    return key(point), reports
 
 
 def table_trial(config, exp_dir: str = "", mode: str = "min") -> None:
@@ -125,13 +139,15 @@ def run_method(
 
 
 def bench_search(
-    limit: int = 1024,
+    limit: int = 8192,
     max_t: int = 9,
     seeds: int = 3,
     pbt: bool = True,
     data_dir: str = str(ROOT / "data"),
     work: Path | None = None,
     table_file: str = "",
+    jobs: int = 1,
+    populations: tuple[str, ...] = ("pbt", "pb2"),
 ) -> dict:
     """The exhaustive table (trained here, or read from `table_file`, the table.json of an
     earlier run of the same settings), each method's runs over it, and PBT's own training."""
@@ -148,7 +164,9 @@ def bench_search(
     make_evaluator(make_config(base), "cpu")  # data and classifier caches, paid once
     t0 = time.time()
     table = (
-        json.loads(Path(table_file).read_text()) if table_file else exhaustive(base, work, metric)
+        json.loads(Path(table_file).read_text())
+        if table_file
+        else exhaustive(base, work, metric, jobs)
     )
     exhaustive_s = time.time() - t0
     exhaustive_trace = [v for curve in table.values() for v in curve]  # grid order
@@ -178,6 +196,7 @@ def bench_search(
             "best": best,
             "best_config": min(table, key=lambda k: min(table[k])),
             "seconds": None if table_file else exhaustive_s,  # None: an earlier run's table
+            "jobs": None if table_file else jobs,  # configs trained side by side
             "table_of": Path(table_file).name if table_file else None,
             "epochs_to_within_5pct": summary(exhaustive_trace, best, budget)[
                 "epochs_to_within_5pct"
@@ -201,7 +220,7 @@ def bench_search(
     from jobs.trial import gan_trial
     from jobs.tune import run_tune
 
-    for kind in ("pbt", "pb2") if pbt else ():  # both train for real, every trial to max_t
+    for kind in populations if pbt else ():  # both train for real, every trial to max_t
         top = {
             "searcher": "random",
             "search": {
@@ -249,16 +268,27 @@ def pbt_trace(exp: Path, rows: list[dict], metric: str) -> list[float]:
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--limit", type=int, default=1024)
+    p.add_argument("--limit", type=int, default=8192)
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     p.add_argument("--max-t", type=int, default=9)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--no-pbt", action="store_true")
+    p.add_argument("--population", default="pbt,pb2", help="the population methods run")
     p.add_argument("--work", default="")
     p.add_argument("--table", default="", help="an earlier run's table.json: no training")
     p.add_argument("--out", default="")
     a = p.parse_args()
     work = Path(a.work) if a.work else None
-    res = bench_search(a.limit, a.max_t, a.seeds, not a.no_pbt, work=work, table_file=a.table)
+    res = bench_search(
+        a.limit,
+        a.max_t,
+        a.seeds,
+        not a.no_pbt,
+        work=work,
+        table_file=a.table,
+        jobs=a.jobs,
+        populations=tuple(a.population.split(",")),
+    )
     text = json.dumps(res, indent=2)
     if a.out:
         Path(a.out).write_text(text)

@@ -6,7 +6,7 @@ Options: --quick (smaller counts, for a smoke run), --only NAME[,NAME] (train, f
 mfu, packing, asha, search, screen, quick, growth, quality), --data-dir DIR (prepared data and
 caches; default data/), --recipes (quality: which presets to curve against the textbook DCGAN;
 default every Fashion-MNIST one), --epochs N (quality: curves to epoch N; a resumed bench
-extends them), --jobs N (quality: curves trained side by side).
+extends them), --jobs N (quality, search: curves trained side by side).
 """
 
 from __future__ import annotations
@@ -141,7 +141,8 @@ def main() -> int:
         "--jobs",
         type=int,
         default=0,
-        help="quality: curves trained side by side (default: one per core on a CPU, 1 on a GPU)",
+        help="quality, search: curves trained side by side (default: one per core on a CPU, 1 on a "
+        "GPU)",
     )
     p.add_argument(
         "--fid-n",
@@ -152,6 +153,11 @@ def main() -> int:
         "--search-table",
         default="",
         help="search: the exhaustive table (table.json) of an earlier run of the same settings",
+    )
+    p.add_argument(
+        "--search-population",
+        default="pbt,pb2",
+        help="search: the population methods, trained for real (pbt, pb2 or both)",
     )
     p.add_argument("--data-dir", default=str(ROOT / "data"))
     args = p.parse_args()
@@ -230,15 +236,17 @@ def main() -> int:
     if "search" in only:
         from bench_search import bench_search
 
-        # 27 configs x max_t 9 (--quick: 3), trained once (or an earlier run's table); random+
-        # ASHA and Optuna+ASHA replay the measured curves through real Ray experiments (3 seeds);
-        # PBT and PB2 train for real
+        # 27 configs x max_t 9 (--quick: 3) on quick.yaml's 8192 images, trained once (or an
+        # earlier run's table); random+ASHA and Optuna+ASHA replay the measured curves through
+        # real Ray experiments (10 seeds: seconds each); PBT and PB2 train for real
         out["search"] = bench_search(
-            limit=512 if q else 1024,
+            limit=512 if q else 8192,
             max_t=3 if q else 9,
-            seeds=1 if q else 3,
+            seeds=1 if q else 10,
             data_dir=args.data_dir,
             table_file=args.search_table,
+            jobs=args.jobs or os.cpu_count() or 1,
+            populations=tuple(args.search_population.split(",")),
         )
     if "asha" in only:
         from bench_asha import bench_asha
