@@ -174,16 +174,22 @@ def inception(weights: Weights, device: torch.device, compiled: bool = False) ->
 
 class Compiled(nn.Module):
     """An extractor run through torch.compile with its weights frozen as constants (Inductor's
-    `freezing`: BatchNorm folded into the convolutions, each convolution fused with its ReLU).
-    Every batch runs at the size of the first, the last one padded with copies of its last image
-    (whose features are dropped), so the model compiles once. Should compiling fail (no C++
-    compiler, an unsupported backend), it warns once and runs eager."""
+    `freezing`: BatchNorm folded into the convolutions; on a CPU, oneDNN convolutions fused with
+    their ReLU). Every batch runs at the size of the first, the last one padded with copies of its
+    last image (whose features are dropped), so the model compiles once. Should compiling fail
+    (no C++ compiler, an unsupported backend), it warns once and runs eager."""
 
     def __init__(self, fe: nn.Module):
         super().__init__()
-        self.fe = fe
-        self.run = torch.compile(fe, options={"freezing": True})
-        self.batch = 0
+        self.fe, self.run, self.batch = fe, fe, 0
+        try:  # lazy: most failures surface at the first call, in forward
+            self.run = torch.compile(fe, options={"freezing": True})
+        except Exception as e:  # noqa: BLE001  (compiler and backend failures vary by platform)
+            self._eager(e)
+
+    def _eager(self, e: Exception) -> None:
+        log.warning("fid_compile: torch.compile failed (%s); running eager", str(e)[:200])
+        self.run = self.fe
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         b = x.shape[0]
@@ -193,15 +199,12 @@ class Compiled(nn.Module):
             return [torch.cat(f) for f in zip(*parts, strict=True)]
         if b < self.batch:
             x = torch.cat([x, x[-1:].expand(self.batch - b, *x.shape[1:])])
-        try:
-            out = self.run(x)
-        except Exception as e:  # noqa: BLE001  (compiler and backend failures vary by platform)
-            if self.run is self.fe:
-                raise
-            log.warning("fid_compile: torch.compile failed (%s); running eager", str(e)[:200])
-            self.run = self.fe
-            out = self.fe(x)
-        return [f[:b] for f in out]
+        if self.run is not self.fe:
+            try:
+                return [f[:b] for f in self.run(x)]
+            except Exception as e:  # noqa: BLE001
+                self._eager(e)
+        return [f[:b] for f in self.fe(x)]
 
 
 VGG_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"  # torchvision's IMAGENET1K_V1

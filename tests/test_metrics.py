@@ -106,11 +106,16 @@ def test_fid_compile_gives_the_eager_fid(fid_cfg):
     assert compiled["fid"] == pytest.approx(eager["fid"], rel=1e-4)
 
 
-def test_fid_compile_falls_back_to_eager_when_compiling_fails(fid_cfg, monkeypatch, caplog):
+@pytest.mark.parametrize("when", ["at the first call", "at torch.compile"])
+def test_fid_compile_falls_back_to_eager_when_compiling_fails(fid_cfg, monkeypatch, caplog, when):
     def broken(*a, **k):
         raise RuntimeError("InductorError: no C++ compiler")
 
-    monkeypatch.setattr(extractors.torch, "compile", lambda fe, **k: broken)
+    class Broken(nn.Module):  # what torch.compile returns: a module, failing at its first call
+        forward = broken
+
+    compile_ = broken if when == "at torch.compile" else (lambda fe, **k: Broken())
+    monkeypatch.setattr(extractors.torch, "compile", compile_)
     images = load_split(fid_cfg(), "train").images[:16]
     eager = make_evaluator(fid_cfg(), "cpu").evaluate_images(images)
     ev = make_evaluator(fid_cfg(fid_compile=True), "cpu")
