@@ -174,10 +174,10 @@ def inception(weights: Weights, device: torch.device, compiled: bool = False) ->
 
 class Compiled(nn.Module):
     """An extractor run through torch.compile with its weights frozen as constants (Inductor's
-    `freezing`: BatchNorm folded into the convolutions; on a CPU, oneDNN convolutions fused with
-    their ReLU). Every batch runs at the size of the first, the last one padded with copies of its
-    last image (whose features are dropped), so the model compiles once. Should compiling fail
-    (no C++ compiler, an unsupported backend), it warns once and runs eager."""
+    `freezing`: BatchNorm folded into the convolutions). Every batch runs at the size of the
+    first, the last one padded with copies of its last image (whose features are dropped), so the
+    model compiles once. Should compiling fail (no C++ compiler, an unsupported backend), it warns
+    once and runs eager."""
 
     def __init__(self, fe: nn.Module):
         super().__init__()
