@@ -14,7 +14,7 @@ For each method: trial-epochs used, the best metric found, the trial-epochs afte
 so far came within 5% of the exhaustive best, and its best within a budget of a third of the
 exhaustive trial-epochs.
 
-    python bench/bench_search.py [--limit 8192] [--max-t 9] [--seeds 3] [--jobs 2] [--no-pbt]
+    python bench/bench_search.py [--limit 8192] [--max-t 9] [--seeds 10] [--jobs 2] [--no-pbt]
 """
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ def run_method(
 def bench_search(
     limit: int = 8192,
     max_t: int = 9,
-    seeds: int = 3,
+    seeds: int = 10,
     pbt: bool = True,
     data_dir: str = str(ROOT / "data"),
     work: Path | None = None,
@@ -220,7 +220,7 @@ def bench_search(
     from jobs.trial import gan_trial
     from jobs.tune import run_tune
 
-    for kind in populations if pbt else ():  # both train for real, every trial to max_t
+    for kind in populations if pbt else ():  # each trains for real, every trial to max_t
         top = {
             "searcher": "random",
             "search": {
@@ -271,7 +271,7 @@ if __name__ == "__main__":
     p.add_argument("--limit", type=int, default=8192)
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     p.add_argument("--max-t", type=int, default=9)
-    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--seeds", type=int, default=10)
     p.add_argument("--no-pbt", action="store_true")
     p.add_argument("--population", default="pbt,pb2", help="the population methods run")
     p.add_argument("--work", default="")
