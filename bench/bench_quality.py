@@ -209,6 +209,19 @@ def run_one(task: dict) -> tuple[str, list[dict], dict | None]:
     return task["label"], rows, cfg
 
 
+def side_by_side(fn, tasks: list, jobs: int) -> list:
+    """fn over tasks, in order: `jobs` at a time in spawned worker processes, or in this process
+    when jobs <= 1. Not a multiprocessing.Pool: its daemonic workers may not start processes of
+    their own (the textbook loop's DataLoader workers)."""
+    if jobs <= 1:
+        return list(map(fn, tasks))
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+        return list(pool.map(fn, tasks))
+
+
 def bench_quality(
     recipes: list[str],
     epochs: int,
@@ -245,15 +258,7 @@ def bench_quality(
             preset, overrides = recipe_overrides(name, extra)
             label = name.split("=", 1)[0]
             tasks.append({"label": label, "preset": preset, "overrides": overrides, **common})
-    if jobs > 1:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
-
-        # not a multiprocessing.Pool: its daemonic workers may not start the textbook's loaders
-        with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
-            done = {label: (rows, cfg) for label, rows, cfg in pool.map(run_one, tasks)}
-    else:
-        done = {label: (rows, cfg) for label, rows, cfg in map(run_one, tasks)}
+    done = {label: (rows, cfg) for label, rows, cfg in side_by_side(run_one, tasks, jobs)}
     ref = done["textbook"][0]
     out["recipes"]["textbook"] = {"curve": ref, "config": "bench/textbook_dcgan.py"}
     for t in tasks[1:]:

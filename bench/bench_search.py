@@ -62,14 +62,10 @@ def key(config: dict) -> str:
 def exhaustive(base: dict, work: Path, metric: str, jobs: int = 1) -> dict[str, list[float]]:
     """Every grid point trained to max_t, `jobs` at a time in worker processes (each on its share
     of the cores); {key: metric after each epoch}, in grid order."""
-    tasks = [(base, point, work, metric, max(1, (os.cpu_count() or 1) // jobs)) for point in grid()]
-    if jobs <= 1:
-        return dict(map(curve_of, tasks))
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
+    from bench_quality import side_by_side
 
-    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
-        return dict(pool.map(curve_of, tasks))
+    tasks = [(base, point, work, metric, max(1, (os.cpu_count() or 1) // jobs)) for point in grid()]
+    return dict(side_by_side(curve_of, tasks, jobs))
 
 
 def curve_of(task: tuple) -> tuple[str, list[float]]:
