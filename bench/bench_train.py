@@ -3,13 +3,17 @@
 The reference is the loop of pytorch/examples dcgan/main.py: a torchvision dataset decoded per
 image through PIL transforms, a DataLoader with 2 workers, separate backward passes for the
 real and fake halves of D's loss, D not frozen during the G step, and `.item()` on every step.
-Both run the same G and D (the `fmnist` preset's model) on the same images in the same process.
+Both run the same G and D (the `fmnist` preset's model) on the same images in the same process;
+the textbook loop runs the residual blocks as they are written in SNGAN's code (`plain_blocks`:
+upsample then convolve, convolve then pool), gan's loop as gan.resnet computes them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -20,7 +24,37 @@ from gan.checkpoint import resolve_device
 from gan.config import load_config
 from gan.data import load_split
 from gan.models import build_models
+from gan.resnet import DBlock, GBlock
 from gan.steps import Nets, train_epoch
+
+
+def _plain_g(self: GBlock, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    h = F.relu(self.bn1(x, y) if self.cond else self.bn1(x))
+    h = self.conv1(F.interpolate(h, scale_factor=2.0, mode="nearest"))
+    h = self.conv2(F.relu(self.bn2(h, y) if self.cond else self.bn2(h)))
+    return h + self.skip(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+def _plain_d(self: DBlock, x: torch.Tensor) -> torch.Tensor:
+    h = self.conv2(F.relu(self.conv1(x if self.first else F.relu(x))))
+    if not self.down:
+        return h + self.skip(x)
+    if self.first:
+        return F.avg_pool2d(h, 2) + self.skip(F.avg_pool2d(x, 2))
+    return F.avg_pool2d(h, 2) + F.avg_pool2d(self.skip(x), 2)
+
+
+@contextlib.contextmanager
+def plain_blocks() -> Iterator[None]:
+    """Within: the residual blocks run as SNGAN's code writes them (nearest upsampling, then a
+    3x3 conv; a 3x3 conv, then average pooling; the shortcut conv on the full-size side), the
+    same function and parameters as gan.resnet's fused blocks."""
+    saved = GBlock.forward, DBlock.forward
+    GBlock.forward, DBlock.forward = _plain_g, _plain_d
+    try:
+        yield
+    finally:
+        GBlock.forward, DBlock.forward = saved
 
 
 class TextbookDataset(torch.utils.data.Dataset):
@@ -99,7 +133,8 @@ def bench_train(
     best = 0.0
     for _ in range(epochs):
         t0 = time.perf_counter()
-        seen = textbook_epoch(G, D, opt_g, opt_d, loader, cfg.latent_dim, dev)
+        with plain_blocks():
+            seen = textbook_epoch(G, D, opt_g, opt_d, loader, cfg.latent_dim, dev)
         if dev.type == "cuda":
             torch.cuda.synchronize()
         best = max(best, seen / (time.perf_counter() - t0))
@@ -107,6 +142,12 @@ def bench_train(
 
     real = data.images.to(dev)
     results["gan_img_s"] = _gan_img_s(cfg, real, epochs, compiled=False)
+    if cfg.arch == "resnet":  # gan's loop alone: the blocks as the textbook runs them
+        with plain_blocks():
+            results["gan_plain_blocks_img_s"] = _gan_img_s(cfg, real, epochs, compiled=False)
+        results["speedup_plain_blocks"] = (
+            results["gan_plain_blocks_img_s"] / results["textbook_img_s"]
+        )
     if compiled:
         results["gan_compiled_img_s"] = _gan_img_s(cfg, real, epochs, compiled=True)
         results["speedup_compiled"] = results["gan_compiled_img_s"] / results["textbook_img_s"]

@@ -1,12 +1,19 @@
 """The techniques of the strongest recipes: DiffAugment, R1, the EMA warm-up, the resnet pair."""
 
+import contextlib
+import copy
+import sys
+from pathlib import Path
+
 import pytest
 import torch
+import torch.nn.functional as F
 
 from gan.config import GanError, make_config
 from gan.diffaug import POLICIES, diff_augment, parse_policy
 from gan.losses import r1_penalty
 from gan.models import ARCHS, build_models
+from gan.resnet import conv_pool, up_conv
 from gan.steps import ema_beta, ema_update
 from gan.train import train
 
@@ -61,6 +68,66 @@ def test_resnet_conditional_batchnorm_uses_the_label():
     assert not torch.allclose(x[:2], x[2:])
     with pytest.raises(ValueError):
         G(z)
+
+
+@pytest.mark.parametrize("h, w", [(7, 7), (6, 9), (1, 2)])
+def test_fused_upsample_and_pool_convs_equal_the_plain_ones(h, w):
+    """up_conv and conv_pool compute the plain formulas (interpolate then conv, conv then pool),
+    odd sides included, with the same gradients for the input, weight and bias."""
+    torch.manual_seed(0)
+    x = torch.randn(3, 5, h, w)
+    conv = torch.nn.Conv2d(5, 4, 3, 1, 1)
+    plain = {
+        up_conv: lambda x: conv(F.interpolate(x, scale_factor=2.0, mode="nearest")),
+        conv_pool: lambda x: F.avg_pool2d(conv(x), 2),
+    }
+    for fused, formula in plain.items():
+        if min(h, w) < 2 and fused is conv_pool:
+            continue  # a pool needs two pixels a side
+        outs = []
+        for fn in (fused, formula):
+            xi = x.clone().requires_grad_(True)
+            y = fn(xi, conv) if fn is fused else fn(xi)
+            conv.zero_grad()
+            y.backward(torch.linspace(-1, 1, y.numel()).view_as(y))
+            outs.append([y.detach(), xi.grad, conv.weight.grad.clone(), conv.bias.grad.clone()])
+        assert outs[0][0].shape == outs[1][0].shape
+        for got, want in zip(*outs, strict=True):
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("size", [28, 36])
+def test_resnet_pair_equals_its_plain_formulation(size):
+    """The fused residual blocks are the same G and D as SNGAN's code writes them (the plain
+    blocks the benchmark's textbook loop runs): outputs and every parameter's gradient agree,
+    spectral norm's power iteration and conditional BatchNorm included (36 px: G starts at 9x9)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from bench_train import plain_blocks
+
+    torch.manual_seed(0)
+    cfg = make_config(
+        dict(
+            arch="resnet",
+            image_size=size,
+            width=8,
+            latent_dim=16,
+            conditional=True,
+            spectral_norm=True,
+        )
+    )
+    nets = build_models(cfg, num_classes=3)
+    z, y = torch.randn(6, 16), torch.tensor([0, 1, 2, 0, 1, 2])
+    runs = []
+    for plain in (False, True):
+        G, D = (copy.deepcopy(m) for m in nets)  # the same weights and power-iteration state
+        with plain_blocks() if plain else contextlib.nullcontext():
+            x = G(z, y)
+            logits = D(x, y)
+        logits.square().mean().backward()
+        grads = [p.grad for net in (G, D) for p in net.parameters()]
+        runs.append([x.detach(), logits.detach(), *grads])
+    for got, want in zip(*runs, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
 
 
 def test_resnet_refuses_other_upsampling():
