@@ -53,11 +53,27 @@ def peak_flops(device: torch.device) -> dict:
     return out
 
 
-def count(fn) -> int:
-    """FLOPs of matmuls and convolutions (forward and backward) that fn runs."""
+def count(fn) -> tuple[int, int]:
+    """FLOPs of matmuls and convolutions (forward and backward) that fn runs: all, and those of
+    the convolutions alone."""
     with FlopCounterMode(display=False) as counter:
         fn()
-    return counter.get_total_flops()
+    conv = sum(v for k, v in counter.get_flop_counts()["Global"].items() if "conv" in str(k))
+    return counter.get_total_flops(), conv
+
+
+def conv_seconds(fn, device: torch.device) -> tuple[float, float]:
+    """Seconds fn spends in convolution kernels (forward and backward, transposed included),
+    and in all, from one run under torch.profiler (device time on a GPU)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=acts) as prof:
+        fn()
+    attr = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    events = prof.key_averages()
+    conv = sum(getattr(e, attr) for e in events if "conv" in e.key.lower())
+    return conv / 1e6, sum(getattr(e, attr) for e in events) / 1e6
 
 
 def gan_step(preset: str, data_dir: str, device: torch.device, n_images: int) -> dict:
@@ -83,10 +99,26 @@ def gan_step(preset: str, data_dir: str, device: torch.device, n_images: int) ->
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
     nets = Nets(G, D, opt_g, opt_d)
     B = cfg.batch_size
-    flops = count(lambda: train_epoch(nets, real[:B], None, cfg)) / B  # one D and one G step
+    flops, conv = count(lambda: train_epoch(nets, real[:B], None, cfg))  # one D and one G step
     train_epoch(nets, real[: 4 * B], None, cfg)  # warm-up
     seconds = _best_seconds(lambda: train_epoch(nets, real, None, cfg), 1)  # reads stats back
-    return {"flops_per_image": flops, "img_s": (len(real) // B) * B / seconds, "batch": B}
+    some = real[: 16 * B]
+    in_conv = conv_seconds(lambda: train_epoch(nets, some, None, cfg), device)
+    return _row(flops / B, conv / B, (len(real) // B) * B / seconds, B, in_conv, len(some) // B * B)
+
+
+def _row(flops, conv_flops, img_s, batch, in_conv, profiled) -> dict:
+    """A row: FLOPs per image, img/s, and the convolutions' share of the time and their own
+    FLOP/s (their FLOPs over the kernel seconds of `profiled` images)."""
+    conv_s, total_s = in_conv
+    return {
+        "flops_per_image": flops,
+        "img_s": img_s,
+        "batch": batch,
+        "conv_flops_per_image": conv_flops,
+        "conv_time_share": conv_s / total_s,
+        "conv_achieved_flops": conv_flops * profiled / conv_s,
+    }
 
 
 def textbook_step(data_dir: str, device: torch.device, n_images: int) -> dict:
@@ -100,23 +132,31 @@ def textbook_step(data_dir: str, device: torch.device, n_images: int) -> dict:
     tb = Textbook(images[:, 0].numpy(), device=str(device))
     B = tb.batch_size
     one = Textbook(images[:B, 0].numpy(), device=str(device), workers=0)
-    flops = count(one.train_epoch) / B
+    flops, conv = count(one.train_epoch)
     tb.train_epoch()  # warm-up: the DataLoader's workers start
     seconds = _best_seconds(tb.train_epoch, 1)
-    return {"flops_per_image": flops, "img_s": len(images) / seconds, "batch": B}
+    some = Textbook(images[: 16 * B, 0].numpy(), device=str(device), workers=0)
+    some.train_epoch()
+    in_conv = conv_seconds(some.train_epoch, device)
+    return _row(flops / B, conv / B, len(images) / seconds, B, in_conv, len(some.loader.dataset))
 
 
-def fid_extraction(weights: Path, device: torch.device, n: int = 64) -> dict:
+def fid_extraction(
+    weights: Path, device: torch.device, n: int = 64, compiled: bool = False
+) -> dict:
     """FLOPs per image of torch-fidelity's Inception on uint8 28 px images (resized to 299 px
-    inside), and its img/s."""
+    inside), and its img/s; `compiled`: as fid_compile runs it (compiled before the timing)."""
     from gan.extractors import Weights, extract, inception
 
     fe = inception(Weights(str(weights), "bench", False), device)
     x = torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8)
-    flops = count(lambda: extract(fe, x[:8])) / 8
-    extract(fe, x[:8])
+    flops, conv = count(lambda: extract(fe, x[:8]))
+    if compiled:
+        fe = inception(Weights(str(weights), "bench", False), device, compiled=True)
+    extract(fe, x)
     seconds = _best_seconds(lambda: extract(fe, x), 2)
-    return {"flops_per_image": flops, "img_s": n / seconds, "batch": n}
+    in_conv = conv_seconds(lambda: extract(fe, x), device)
+    return _row(flops / 8, conv / 8, n / seconds, n, in_conv, n)
 
 
 def bench_mfu(data_dir: str, weights: Path, n_images: int = 2048, device: str = "cpu") -> dict:
@@ -128,8 +168,10 @@ def bench_mfu(data_dir: str, weights: Path, n_images: int = 2048, device: str = 
         "seed001-v2 training step": gan_step("seed001-v2", data_dir, dev, n_images),
         "textbook DCGAN training step": textbook_step(data_dir, dev, n_images),
         "FID feature extraction (Inception, 299 px)": fid_extraction(weights, dev),
+        "FID feature extraction, fid_compile": fid_extraction(weights, dev, compiled=True),
     }
     for r in rows.values():
         r["achieved_flops"] = r["flops_per_image"] * r["img_s"]
         r["mfu"] = r["achieved_flops"] / ref
+        r["conv_mfu"] = r["conv_achieved_flops"] / ref
     return {"device": str(dev), "peak_flops": peak, "rows": rows}

@@ -190,6 +190,12 @@ def main() -> int:
                 f"train {r['model']}: gan {r['gan_img_s']:.0f} img/s, textbook "
                 f"{r['textbook_img_s']:.0f} img/s, x{r['speedup']:.2f}"
                 + (
+                    f"; loop alone (plain blocks) {r['gan_plain_blocks_img_s']:.0f} img/s, "
+                    f"x{r['speedup_plain_blocks']:.2f}"
+                    if "gan_plain_blocks_img_s" in r
+                    else ""
+                )
+                + (
                     f"; compiled {r['gan_compiled_img_s']:.0f} img/s, x{r['speedup_compiled']:.2f}"
                     if "gan_compiled_img_s" in r
                     else ""
@@ -224,7 +230,8 @@ def main() -> int:
         for name, r in out["mfu"]["rows"].items():
             print(
                 f"mfu {name}: {r['flops_per_image'] / 1e6:.1f} MFLOP/img, {r['img_s']:.0f} img/s, "
-                f"{r['achieved_flops'] / 1e9:.2f} GFLOP/s, {r['mfu']:.1%} of peak",
+                f"{r['achieved_flops'] / 1e9:.2f} GFLOP/s, {r['mfu']:.1%} of peak; convolutions "
+                f"{r['conv_time_share']:.0%} of the time at {r['conv_mfu']:.1%} of peak",
                 flush=True,
             )
     if "packing" in only:
