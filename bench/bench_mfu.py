@@ -65,13 +65,21 @@ def count(fn) -> tuple[int, int]:
 def conv_seconds(fn, device: torch.device) -> tuple[float, float]:
     """Seconds fn spends in convolution kernels (forward and backward, transposed included),
     and in all, from one run under torch.profiler (device time on a GPU)."""
+    from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=acts) as prof:
         fn()
-    attr = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
-    events = prof.key_averages()
+    # the operators only (their own time; on a GPU the kernels they launched): kernel events
+    # are listed too, under names that do not say conv, and would count twice
+    events = [e for e in prof.key_averages() if e.device_type == DeviceType.CPU]
+    if device.type == "cuda":
+        attr = next(
+            a for a in ("self_device_time_total", "self_cuda_time_total") if hasattr(events[0], a)
+        )
+    else:
+        attr = "self_cpu_time_total"
     conv = sum(getattr(e, attr) for e in events if "conv" in e.key.lower())
     return conv / 1e6, sum(getattr(e, attr) for e in events) / 1e6
 
