@@ -167,7 +167,11 @@ def fid_extraction(
     return _row(flops / 8, conv / 8, n / seconds, n, in_conv, n)
 
 
-def bench_mfu(data_dir: str, weights: Path, n_images: int = 2048, device: str = "cpu") -> dict:
+def bench_mfu(
+    data_dir: str, weights: Path, n_images: int = 2048, device: str = "cpu", compiled: bool = True
+) -> dict:
+    """Every row; `compiled`: also the fid_compile extraction (a compile of Inception; --quick
+    leaves it out, its fid row times fid_compile already)."""
     dev = torch.device(device)
     peak = peak_flops(dev)
     ref = max(peak.values())
@@ -176,8 +180,9 @@ def bench_mfu(data_dir: str, weights: Path, n_images: int = 2048, device: str = 
         "seed001-v2 training step": gan_step("seed001-v2", data_dir, dev, n_images),
         "textbook DCGAN training step": textbook_step(data_dir, dev, n_images),
         "FID feature extraction (Inception, 299 px)": fid_extraction(weights, dev),
-        "FID feature extraction, fid_compile": fid_extraction(weights, dev, compiled=True),
     }
+    if compiled:
+        rows["FID feature extraction, fid_compile"] = fid_extraction(weights, dev, compiled=True)
     for r in rows.values():
         r["achieved_flops"] = r["flops_per_image"] * r["img_s"]
         r["mfu"] = r["achieved_flops"] / ref

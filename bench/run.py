@@ -226,7 +226,7 @@ def main() -> int:
 
         weights, _ = fid_weights(Path(args.data_dir))
         dev = "cuda" if torch.cuda.is_available() else "cpu"
-        out["mfu"] = bench_mfu(args.data_dir, weights, 512 if q else 2048, dev)
+        out["mfu"] = bench_mfu(args.data_dir, weights, 512 if q else 2048, dev, not q)
         for name, r in out["mfu"]["rows"].items():
             print(
                 f"mfu {name}: {r['flops_per_image'] / 1e6:.1f} MFLOP/img, {r['img_s']:.0f} img/s, "
