@@ -39,8 +39,34 @@ def best_config(from_dir: str | Path | None = None, results: str | Path = RESULT
     return make_config(read_yaml(path))
 
 
-def final_values(from_dir: str | Path | None = None, overrides=()) -> dict:
-    """The final retrain's config values: the winner, then FINAL, then the user's overrides."""
-    values = {**to_dict(best_config(from_dir)), **FINAL}
-    values.update(parse_overrides(list(overrides)))
-    return values
+def scale_schedule(values: dict, epochs: int) -> tuple[dict, str | None]:
+    """The winner's values for a run of `epochs`: a per-epoch lr_decay becomes the lr_end it
+    reached over the winner's own epochs, so that the retrain decays the same way over its whole
+    run instead of stopping after a few dozen epochs. Returns (values, what changed or None)."""
+    decay, searched = values.get("lr_decay", 1.0), values.get("epochs", epochs)
+    if decay >= 1.0 or epochs == searched:
+        return values, None
+    lr_end, early = decay**searched, min(epochs, 30)
+    note = (
+        f"lr_decay {decay:g} per epoch over the winner's {searched} epochs becomes "
+        f"lr_end {lr_end:.4g} over {epochs} epochs (kept as is, the learning rate would be "
+        f"{decay**early:.2g}x at epoch {early} and {decay**epochs:.2g}x at the end)"
+    )
+    return {**values, "lr_decay": 1.0, "lr_end": lr_end}, note
+
+
+def final_values(from_dir: str | Path | None = None, overrides=()) -> tuple[dict, str | None]:
+    """The final retrain's config values: the winner, then FINAL (its schedule rescaled to the
+    longer run), then the user's overrides; and what the rescaling changed, to be printed."""
+    user = parse_overrides(list(overrides))
+    winner = to_dict(best_config(from_dir))
+    values = {**winner, **FINAL}
+    values["epochs"] = winner["epochs"]  # scale_schedule reads the winner's run length
+    note = None
+    if "lr_decay" not in user and "lr_end" not in user:
+        epochs = user.get("epochs", FINAL["epochs"])  # a bad value fails in make_config
+        if isinstance(epochs, int) and epochs > 0:
+            values, note = scale_schedule(values, epochs)
+    values["epochs"] = FINAL["epochs"]
+    values.update(user)
+    return values, note

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from gan.config import RETUNABLE, Config, GanError, make_config, to_dict
+from gan.config import RETUNABLE, Config, GanError, lr_gamma, make_config, to_dict, uses_ema
 from gan.io import PARTIAL_GLOB, atomic_save, copy_atomic, write_error  # noqa: F401  (ck.copy_atomic, ...)
 from gan.models import build_models
 
@@ -171,11 +171,12 @@ class TrainState:
         G, D = build_models(cfg, num_classes)
         G, D = G.to(device), D.to(device)
         G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
-        G_ema = copy.deepcopy(G).eval().requires_grad_(False) if cfg.ema_decay > 0 else None
+        G_ema = copy.deepcopy(G).eval().requires_grad_(False) if uses_ema(cfg) else None
         opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
         opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
-        sched_g = torch.optim.lr_scheduler.ExponentialLR(opt_g, gamma=cfg.lr_decay)
-        sched_d = torch.optim.lr_scheduler.ExponentialLR(opt_d, gamma=cfg.lr_decay)
+        # stepped once an epoch: lr_decay, or lr_end spread over the run (gan.config.lr_gamma)
+        sched_g = torch.optim.lr_scheduler.ExponentialLR(opt_g, gamma=lr_gamma(cfg))
+        sched_d = torch.optim.lr_scheduler.ExponentialLR(opt_d, gamma=lr_gamma(cfg))
         return cls(
             cfg,
             device,
@@ -231,20 +232,25 @@ class TrainState:
 
     def retune(self, saved: Config) -> dict:
         """Apply this state's config to the optimisers after load_state_dict (which restored the
-        saved learning rates and betas): each RETUNABLE key that differs from the saved config
-        takes its new value from this epoch on, the LR decay's progress kept. Returns
-        {key: [saved, new]} of the keys that changed."""
+        saved learning rates, betas and decay): each RETUNABLE key that differs from the saved
+        config takes its new value from this epoch on, the LR decay's progress kept; under
+        lr_end, a new run length respreads the decay over it (the learning rate becomes what the
+        new length has at this epoch). Returns {key: [saved, new]} of the keys that changed."""
         old, new = to_dict(saved), to_dict(self.cfg)
         changed = {k: [old[k], new[k]] for k in RETUNABLE if old[k] != new[k]}
+        if self.cfg.lr_end < 1.0 and old["epochs"] != new["epochs"]:
+            changed["epochs"] = [old["epochs"], new["epochs"]]
         if not changed:
             return {}  # as saved, bit for bit (the exact-resume tests hold it to that)
+        gamma = lr_gamma(self.cfg)
         for opt, sched, lr in (
             (self.opt_g, self.sched_g, self.cfg.lr_g),
             (self.opt_d, self.sched_d, self.cfg.lr_d),
         ):
             sched.base_lrs = [lr for _ in opt.param_groups]
+            sched.gamma = gamma
             for group in opt.param_groups:
-                group["lr"] = lr * self.cfg.lr_decay**self.epoch  # ExponentialLR's closed form
+                group["lr"] = lr * gamma**self.epoch  # ExponentialLR's closed form
                 group["betas"] = (self.cfg.beta1, self.cfg.beta2)
             sched._last_lr = [g["lr"] for g in opt.param_groups]
         return changed

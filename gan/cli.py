@@ -125,7 +125,10 @@ def resolve_train_config(args) -> tuple[object, Path]:
     if args.best:
         from gan.best import final_values
 
-        cfg = make_config(final_values(args.from_dir, args.set))
+        values, note = final_values(args.from_dir, args.set)
+        cfg = make_config(values)
+        if note:
+            print(f"final retrain: {note}", flush=True)
         return cfg, Path(args.out) if args.out else Path("runs") / f"{cfg.name}-best"
     out = Path(args.out) if args.out else None
     if out and not (args.config or args.preset) and (out / "config.yaml").is_file():

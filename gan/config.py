@@ -51,7 +51,12 @@ class Config:
     lr_d: float = 2.0e-4  # Adam learning rate of D
     beta1: float = 0.5  # Adam beta1 (0.5 is the DCGAN choice)
     beta2: float = 0.999  # Adam beta2
-    lr_decay: float = 1.0  # exponential LR decay per epoch for both nets (1.0: off)
+    # the learning rates decay exponentially over the whole run to lr_end x lr_g / lr_d, the
+    # same shape at 10 or 1000 epochs (1.0: constant)
+    lr_end: float = 1.0
+    # the older per-epoch form (1.0: off), kept so that old configs and checkpoints resume as
+    # before; over 1000 epochs 0.85 ends at 1e-71 x: a longer run wants lr_end
+    lr_decay: float = 1.0
     loss: str = "bce"  # bce (non-saturating) | hinge
     label_smoothing: float = 0.0  # D's real target is 1 - label_smoothing (bce only)
     label_noise: float = 0.0  # chance of flipping each of D's real/fake targets (bce only)
@@ -61,6 +66,9 @@ class Config:
     # fraction of the images seen so far, so G_ema tracks G early on (0: the fixed ramp
     # min(ema_decay, (1 + step) / (10 + step)) of older runs)
     ema_rampup: float = 0.0
+    # the EMA's half-life as a fraction of the run's G steps, the same share of a 10- or a
+    # 1000-epoch run, in place of ema_decay's fixed half-life (0: ema_decay's)
+    ema_horizon: float = 0.0
     # -- techniques of the strongest recipes (all off by default) ----------------------------
     diffaug: str = ""  # DiffAugment on all D sees: comma-separated color,translation,cutout
     r1_gamma: float = 0.0  # R1 penalty (gamma / 2) E|grad_x D(x)|^2 on real images (0: off)
@@ -110,6 +118,16 @@ PROTOCOLS = {
         "published": "Lucic et al. 2018 (best 21.5); PA-GAN 15.8",
     },
 }
+
+
+def lr_gamma(cfg: Config) -> float:
+    """The learning rates' factor per epoch: lr_end spread over the run's epochs, or lr_decay."""
+    return cfg.lr_end ** (1.0 / cfg.epochs) if cfg.lr_end < 1.0 else cfg.lr_decay
+
+
+def uses_ema(cfg: Config) -> bool:
+    """Whether the run keeps an EMA copy of G."""
+    return cfg.ema_decay > 0 or cfg.ema_horizon > 0
 
 
 def _coerce(key: str, value: object) -> object:
@@ -188,8 +206,14 @@ def _check(cfg: Config) -> Config:
             raise GanError(f"config key '{key}': must be in [0, 1), got {getattr(cfg, key)}")
     if not 0.0 <= cfg.holdout < 0.9:
         raise GanError(f"config key 'holdout': must be in [0, 0.9), got {cfg.holdout}")
-    if not 0.0 < cfg.lr_decay <= 1.0:
-        raise GanError(f"config key 'lr_decay': must be in (0, 1], got {cfg.lr_decay}")
+    for key in ("lr_decay", "lr_end"):
+        if not 0.0 < getattr(cfg, key) <= 1.0:
+            raise GanError(f"config key '{key}': must be in (0, 1], got {getattr(cfg, key)}")
+    if cfg.lr_decay < 1.0 and cfg.lr_end < 1.0:
+        raise GanError(
+            f"config keys 'lr_decay' ({cfg.lr_decay}) and 'lr_end' ({cfg.lr_end}) both decay "
+            "the learning rates; keep lr_end (the decay over the whole run) and set lr_decay=1.0"
+        )
     policy = [p for p in cfg.diffaug.replace(" ", "").split(",") if p]
     bad = sorted(set(policy) - set(DIFFAUG))
     if bad or len(policy) != len(set(policy)):
@@ -197,8 +221,9 @@ def _check(cfg: Config) -> Config:
             f"config key 'diffaug': {cfg.diffaug!r}; use a comma-separated subset of "
             f"{', '.join(DIFFAUG)} (e.g. diffaug=color,translation,cutout) or '' for off"
         )
-    if not 0.0 <= cfg.ema_rampup <= 1.0:
-        raise GanError(f"config key 'ema_rampup': must be in [0, 1], got {cfg.ema_rampup}")
+    for key in ("ema_rampup", "ema_horizon"):
+        if not 0.0 <= getattr(cfg, key) <= 1.0:
+            raise GanError(f"config key '{key}': must be in [0, 1], got {getattr(cfg, key)}")
     for key in ("limit", "rotate", "d_noise", "sample_every", "checkpoint_every", "r1_gamma"):
         if getattr(cfg, key) < 0:
             raise GanError(f"config key '{key}': must not be negative, got {getattr(cfg, key)}")

@@ -83,8 +83,14 @@ def g_step(G, D, opt_g, fake, y_fake, cfg: Config) -> torch.Tensor:
     return loss.detach()
 
 
-def ema_beta(cfg: Config, step: int) -> float:
-    """The EMA decay after G step `step` (1-based)."""
+def ema_beta(cfg: Config, step: int, total_steps: int = 0) -> float:
+    """The EMA decay after G step `step` (1-based) of a run of `total_steps` G steps."""
+    if cfg.ema_horizon > 0:
+        # a half-life of a fixed share of the run: the same averaging at 10 or 1000 epochs
+        half_life = cfg.ema_horizon * max(total_steps, 1)
+        if cfg.ema_rampup > 0:
+            half_life = min(half_life, cfg.ema_rampup * step)
+        return 0.5 ** (1.0 / max(half_life, 1e-8))
     if cfg.ema_rampup > 0:
         # StyleGAN2-ADA: ema_decay's half-life in images, capped at ema_rampup x images seen, so
         # that G_ema never averages over mostly untrained weights
@@ -125,6 +131,7 @@ def train_epoch(
     amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda")
     sums = {k: torch.zeros((), device=device) for k in STATS}
     steps = n // B  # drop the last partial batch: BatchNorm misbehaves on tiny batches
+    total = cfg.epochs * steps // cfg.d_steps  # the run's G steps (ema_horizon's unit)
     for i in range(steps):
         idx = perm[i * B : (i + 1) * B]
         x = to_float(real[idx])  # (B, C, H, W) in [-1, 1]
@@ -148,7 +155,7 @@ def train_epoch(
                 sums["g_loss"] += g_step(G, D, nets.opt_g, fake, y_fake, cfg).float() * cfg.d_steps
                 step += 1
                 if nets.G_ema is not None:
-                    ema_update(nets.G_ema, G, ema_beta(cfg, step))
+                    ema_update(nets.G_ema, G, ema_beta(cfg, step, total))
         if progress is not None:
             progress(i + 1, steps)
     means = (torch.stack([sums[k] for k in STATS]) / max(steps, 1)).tolist()  # the host sync

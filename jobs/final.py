@@ -55,7 +55,10 @@ def run_final(
     require_gpu: bool = False,
 ) -> dict:
     """Retrain (or resume retraining) the best config; returns its final metrics and run dir."""
-    cfg = make_config(resolve_paths(final_values(from_dir, overrides)))
+    values, note = final_values(from_dir, overrides)
+    cfg = make_config(resolve_paths(values))
+    if note:
+        print(f"final retrain: {note}", flush=True)
     storage = resolve_storage(storage)
     start_ray()
     spec = check_resources(
