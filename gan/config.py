@@ -27,6 +27,7 @@ class Config:
     channels: int = 1  # 1 (grayscale) or 3 (RGB); images are converted to this
     image_size: int = 28  # square side in pixels; any size (28, 32, 64, 100, ...)
     limit: int = 0  # use only the first N training images (0: all)
+    balanced: bool = False  # limit draws a fixed random, class-balanced N instead of the first N
     holdout: float = 0.1  # held-out fraction for folder/zip (torchvision sets use their test split)
     hflip: bool = False  # augmentation of real images: random horizontal flip
     rotate: float = 0.0  # augmentation: random rotation in [-rotate, rotate] degrees
@@ -233,6 +234,8 @@ def _check(cfg: Config) -> Config:
         raise GanError("config key 'eval_every': must be -1 (never), 0 (at the end) or positive")
     if cfg.fid_samples < 2:
         raise GanError("config key 'fid_samples': FID needs at least 2 samples")
+    if cfg.balanced and not cfg.limit:
+        raise GanError("config key 'balanced': draws a subset of `limit` images; set limit=N")
     if cfg.dataset in ("folder", "zip") and not cfg.data_path:
         raise GanError(f"config key 'data_path': dataset '{cfg.dataset}' needs data_path=PATH")
     return cfg

@@ -56,6 +56,8 @@ def data_key(cfg: Config, split: str) -> str:
         "limit": cfg.limit if split == "train" else 0,
         "holdout": cfg.holdout if cfg.dataset in ("folder", "zip") else 0,
     }
+    if cfg.balanced and split == "train":  # only when on: the keys of older runs stay valid
+        parts["balanced"] = True
     digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
     return f"{cfg.dataset}-{split}-{cfg.image_size}px-{cfg.channels}c-{digest}"
 
@@ -91,7 +93,10 @@ def _prepare(cfg: Config, split: str) -> Images:
         remap = torch.full((len(names),), -1, dtype=torch.int64)
         remap[kept] = torch.arange(len(kept))
         labels, names = remap[labels[keep]], [names[k] for k in kept]
-    if split == "train" and cfg.limit:
+    if split == "train" and cfg.limit and cfg.balanced:
+        idx = balanced_draw(labels, cfg.limit, cfg)
+        images, labels = images[idx], labels[idx]
+    elif split == "train" and cfg.limit:
         images = images[: cfg.limit]
         labels = labels[: cfg.limit] if labels is not None else None
     if cfg.dataset not in ("folder", "zip"):
@@ -99,6 +104,35 @@ def _prepare(cfg: Config, split: str) -> Images:
         # the split is resized alone (the whole training split at 100 px RGB is 1.8 GB)
         images = convert_channels(resize(images, cfg.image_size), cfg.channels)
     return Images(images.contiguous(), labels, list(names) if labels is not None else [], skipped)
+
+
+def balanced_draw(labels: torch.Tensor | None, n: int, cfg: Config) -> torch.Tensor:
+    """Sorted indices of a fixed random draw of n images, an equal share of each class (the
+    first n % k classes one more), the same for every run; GanError if it cannot be drawn."""
+    source = cfg.data_path or cfg.dataset
+    if labels is None:
+        raise GanError(
+            f"config key 'balanced': dataset {source} has no labels (no class folders); "
+            "set balanced=false"
+        )
+    k = int(labels.max()) + 1 if len(labels) else 0
+    if n > len(labels):
+        raise GanError(
+            f"config key 'limit': {n} is more than the {len(labels)} training images of "
+            f"{source}; use limit={len(labels)} or less"
+        )
+    gen = torch.Generator().manual_seed(HOLDOUT_SEED)
+    picked = []
+    for c in range(k):
+        members = (labels == c).nonzero().flatten()
+        want = n // k + (1 if c < n % k else 0)
+        if want > len(members):
+            raise GanError(
+                f"config key 'limit': class {c} has {len(members)} images, fewer than the "
+                f"{want} a balanced draw of {n} needs; lower limit or set balanced=false"
+            )
+        picked.append(members[torch.randperm(len(members), generator=gen)[:want]])
+    return torch.cat(picked).sort().values
 
 
 def load_split(cfg: Config, split: str = "train") -> Images:

@@ -33,6 +33,40 @@ def test_fashion_mnist_slice(tiny):
     assert len(test) == 10_000  # limit applies to training only
 
 
+def test_balanced_limit_is_a_fixed_draw_of_each_class(tmp_path, tiny):
+    first = load_split(tiny(limit=1000), "train")
+    assert torch.bincount(first.labels).tolist() != [100] * 10  # the first 1,000 are uneven
+    data = load_split(tiny(limit=1000, balanced=True), "train")
+    assert torch.bincount(data.labels).tolist() == [100] * 10
+    again = load_split(tiny(limit=1000, balanced=True, data_dir=str(tmp_path / "d2")), "train")
+    assert torch.equal(data.images, again.images)  # the same draw in another data_dir
+    odd = load_split(tiny(limit=23, balanced=True, classes=(0, 7)), "train")
+    assert torch.bincount(odd.labels).tolist() == [12, 11]
+    with pytest.raises(GanError, match="'limit': 60001 is more than the 60000"):
+        load_split(tiny(limit=60_001, balanced=True), "train")
+    with pytest.raises(GanError, match="'balanced'.*set limit=N"):
+        tiny(balanced=True, limit=0)
+
+    def folder(name, limit, counts):
+        for c, n in counts.items():  # class c with n images
+            _write_fmnist_folder(tmp_path / name, tiny, n_per_class=n, classes=(c,))
+        path, where = str(tmp_path / name), str(tmp_path / f"d-{name}")
+        cfg = tiny(
+            dataset="folder",
+            data_path=path,
+            limit=limit,
+            balanced=True,
+            holdout=0.0,
+            data_dir=where,
+        )
+        return load_split(cfg, "train")
+
+    with pytest.raises(GanError, match="'balanced'.*has no labels.*set balanced=false"):
+        folder("flat", 4, {0: 6})  # one folder: unlabelled
+    with pytest.raises(GanError, match="'limit': class 1 has 3 images, fewer than the 4"):
+        folder("uneven", 8, {0: 6, 1: 3})
+
+
 def test_classes_channels_and_size(tiny):
     data = load_split(tiny(classes=(0, 9), channels=3, image_size=100, limit=50), "train")
     assert data.images.shape == (50, 3, 100, 100)
