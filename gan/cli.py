@@ -42,6 +42,12 @@ def evaluate_arguments(p: argparse.ArgumentParser) -> None:
         "--metric", choices=("fid", "fd_domain"), default="fid", help="fd_domain: no Inception"
     )
     p.add_argument("--fid-weights", help="local Inception weights (default $GAN_FID_WEIGHTS)")
+    p.add_argument(
+        "--utility",
+        action="store_true",
+        help="also train a small classifier on the real training set, on it plus generated "
+        "images, and on generated images alone (conditional G; about a minute on a CPU)",
+    )
     p.add_argument("--data-dir", help="where data and caches live (default: the run's)")
     p.add_argument(
         "--set",

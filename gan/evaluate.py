@@ -1,7 +1,9 @@
 """`gan evaluate RUN_DIR|CHECKPOINT|EXPERIMENT_DIR ...`: FID (with the weights that made it),
 fd_domain and class coverage, discriminator accuracy, diversity and a real-vs-generated grid per
 run, written to <run>/evaluation.json and .png; several runs give one comparison table; and
-`gan generate --check-classes`: does a conditional G draw the class it is asked for?"""
+`gan generate --check-classes`: does a conditional G draw the class it is asked for? Every run
+also gets a memorisation check (gan.utility), and with --utility the accuracy a classifier gains
+from its images."""
 
 from __future__ import annotations
 
@@ -20,9 +22,11 @@ from gan.config import PROTOCOLS, Config, GanError, make_config, parse_overrides
 from gan.data import data_key, load_split, to_float
 from gan.metrics import Evaluator, Weights, make_evaluator
 from gan.sampling import EVAL_SEED, sample
+from gan.utility import memorisation, utility
 
 D_SAMPLES = 2000  # images per side for the discriminator's accuracy
 GRID = 64  # images per side of the real-vs-generated grid
+HELDOUT = 5000  # held-out real images the memorisation check compares with, at most
 
 
 # -- finding runs -----------------------------------------------------------------------------
@@ -161,6 +165,16 @@ def evaluate_run(ckpt: Path, args, evaluators: dict) -> dict:
     y_real = test.labels[:n] if G.num_classes else None
     out["d_acc_real"] = d_accuracy(D, test.images[:n], y_real, real=True) if len(test) else None
     out["d_acc_fake"] = d_accuracy(D, fake, y_fake, real=False)
+    # does G copy its training images? the fakes' nearest-training-image distance against that
+    # of held-out real images (the same n generated images FID scored first)
+    train = load_split(cfg, "train")
+    if len(test) >= 2:
+        fakes = fake if n >= cfg.fid_samples else sample(G, EVAL_SEED, 0, cfg.fid_samples)[0]
+        out.update(memorisation(fakes, train.images, test.images[:HELDOUT]))
+    else:
+        print(f"note: no held-out images in {cfg.data_path or cfg.dataset}: no memorisation check")
+    if getattr(args, "utility", False):
+        out.update(utility(G, train, test, device))
     run = run_dir_of(ckpt)
     real = test.images if len(test) else load_split(cfg, "train").images
     side_by_side(real, fake, run / "evaluation.png")
@@ -256,6 +270,9 @@ def table(rows: list[dict]) -> str:
     cols += [("recall", "recall"), ("fd_domain", "fd_domain"), ("cov_min", "class_coverage_min")]
     cols += [("entropy", "class_entropy"), ("diversity", "diversity")]
     cols += [("D_real", "d_acc_real"), ("D_fake", "d_acc_fake")]
+    cols += [("memorised", "memorisation_ratio"), ("copies", "near_copies")]
+    cols += [("acc_real", "utility_real"), ("acc_real+gen", "utility_real_plus_generated")]
+    cols += [("acc_gen", "utility_generated_only")]
     cols = [(name, k) for name, k in cols if k is None or any(k in r for r in rows)]
     lines, notes = [], set()
     for r in rows:
@@ -275,6 +292,12 @@ def table(rows: list[dict]) -> str:
     ]
     for sha in sorted(notes):
         text.append(f"* FID* (non-standard weights {sha}): not comparable with published FIDs")
+    if any("memorisation_ratio" in r for r in rows):
+        text.append(
+            "memorised: nearest-training-image pixel distance of the generated images over that "
+            "of held-out real images (1: none; well under 1: G copies); copies: share of "
+            "generated images closer to a training image than 99% of held-out ones (~0.01: none)"
+        )
     return "\n".join(text)
 
 
