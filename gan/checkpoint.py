@@ -4,6 +4,7 @@ atomically, loaded weights-only; finding a run's checkpoints and its generator."
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 import re
@@ -16,6 +17,7 @@ import torch.nn as nn
 from gan.config import RETUNABLE, Config, GanError, lr_gamma, make_config, to_dict, uses_ema
 from gan.io import PARTIAL_GLOB, atomic_save, copy_atomic, write_error  # noqa: F401  (ck.copy_atomic, ...)
 from gan.models import build_models
+from gan.steps import DState
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +164,7 @@ class TrainState:
     epoch: int = 0
     step: int = 0  # G updates so far (the EMA ramp counts them)
     best: float = math.inf  # the best value of cfg.metric so far
+    d_state: DState = field(default_factory=DState)  # ADA's probability, LeCam's anchors
 
     @classmethod
     def build(
@@ -205,6 +208,7 @@ class TrainState:
             "epoch": self.epoch,
             "step": self.step,
             "best_metric": self.best,
+            "d_state": dataclasses.asdict(self.d_state),
             "config": to_dict(self.cfg),
             "num_classes": self.num_classes,
             "class_names": self.class_names,
@@ -226,6 +230,9 @@ class TrainState:
         self.sched_d.load_state_dict(state["sched_d"])
         self.epoch, self.step = state["epoch"], state["step"]
         self.best = state.get("best_metric", math.inf)
+        saved = state.get("d_state") or {}  # older checkpoints have none
+        known = {f.name for f in dataclasses.fields(DState)}
+        self.d_state = DState(**{k: float(v) for k, v in saved.items() if k in known})
         torch.set_rng_state(state["rng"]["cpu"])
         if self.device.type == "cuda" and state["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)

@@ -74,6 +74,11 @@ class Config:
     diffaug: str = ""  # DiffAugment on all D sees: comma-separated color,translation,cutout
     r1_gamma: float = 0.0  # R1 penalty (gamma / 2) E|grad_x D(x)|^2 on real images (0: off)
     r1_every: int = 16  # lazy R1 (StyleGAN2): every N D steps, weighted by N
+    # adaptive augmentation (ADA's r_t heuristic): each diffaug op reaches an image with a
+    # probability p, raised while the share of real images D calls real (E[sign D(x)]) is above
+    # this target (ADA: 0.6) and lowered below it, from 0 (0: every op reaches every image)
+    ada_target: float = 0.0
+    lecam: float = 0.0  # LeCam regularisation of D, its weight (Tseng et al. 2021: 0.3; 0: off)
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
     compile: bool = False  # torch.compile G and D, falling back to eager if it fails
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -202,6 +207,7 @@ def _check(cfg: Config) -> Config:
         if not getattr(cfg, key) > 0:
             raise GanError(f"config key '{key}': must be positive, got {getattr(cfg, key)}")
     unit = ("beta1", "beta2", "label_smoothing", "label_noise", "ema_decay", "zoom", "d_dropout")
+    unit += ("ada_target",)
     for key in unit:
         if not 0.0 <= getattr(cfg, key) < 1.0:
             raise GanError(f"config key '{key}': must be in [0, 1), got {getattr(cfg, key)}")
@@ -225,9 +231,17 @@ def _check(cfg: Config) -> Config:
     for key in ("ema_rampup", "ema_horizon"):
         if not 0.0 <= getattr(cfg, key) <= 1.0:
             raise GanError(f"config key '{key}': must be in [0, 1], got {getattr(cfg, key)}")
+    if cfg.ada_target > 0 and not policy:
+        raise GanError(
+            f"config key 'ada_target': {cfg.ada_target} adapts how often the diffaug ops apply, "
+            "and diffaug is off; set diffaug (e.g. diffaug=color,translation,cutout) or "
+            "ada_target=0"
+        )
     for key in ("limit", "rotate", "d_noise", "sample_every", "checkpoint_every", "r1_gamma"):
         if getattr(cfg, key) < 0:
             raise GanError(f"config key '{key}': must not be negative, got {getattr(cfg, key)}")
+    if cfg.lecam < 0:
+        raise GanError(f"config key 'lecam': must not be negative, got {cfg.lecam}")
     if cfg.keep_checkpoints < 1:
         raise GanError("config key 'keep_checkpoints': must be at least 1")
     if cfg.eval_every < -1:

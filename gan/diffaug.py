@@ -64,9 +64,16 @@ def parse_policy(policy: str) -> tuple[str, ...]:
     return tuple(p for p in policy.replace(" ", "").split(",") if p)
 
 
-def diff_augment(x: torch.Tensor, policy: tuple[str, ...]) -> torch.Tensor:
+def diff_augment(
+    x: torch.Tensor, policy: tuple[str, ...], p: torch.Tensor | None = None
+) -> torch.Tensor:
     """Apply the policy's ops in order (each with fresh random parameters) to a float batch;
-    an empty policy returns x itself."""
+    with a probability p (a 0-d tensor: adaptive augmentation), each op reaches each image with
+    that probability, else every image. An empty policy returns x itself."""
     for name in policy:
-        x = OPS[name](x)
+        if p is None:
+            x = OPS[name](x)
+        else:
+            keep = torch.rand(x.shape[0], 1, 1, 1, device=x.device) >= p  # (B, 1, 1, 1)
+            x = torch.where(keep, x, OPS[name](x))
     return x

@@ -1,4 +1,5 @@
-"""GAN losses on D's logits: non-saturating BCE (with smoothed / noisy labels) and hinge; R1."""
+"""GAN losses on D's logits: non-saturating BCE (with smoothed / noisy labels) and hinge; R1 and
+LeCam, D's regularisers."""
 
 from __future__ import annotations
 
@@ -46,3 +47,15 @@ def r1_penalty(d_real: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     `real` must require grad and d_real = D(real). The caller weights it by gamma / 2."""
     (grad,) = torch.autograd.grad(d_real.float().sum(), real, create_graph=True)
     return grad.float().square().flatten(1).sum(1).mean()
+
+
+def lecam_penalty(
+    d_real: torch.Tensor, d_fake: torch.Tensor, anchor_real: torch.Tensor, anchor_fake: torch.Tensor
+) -> torch.Tensor:
+    """LeCam (Tseng et al. 2021): D's outputs on real images held from rising above the anchor
+    of its fake outputs, and on fakes from falling below the anchor of its real ones (anchors:
+    EMAs of D's mean outputs), which bounds how far apart D can push a small training set."""
+    return (
+        F.relu(d_real.float() - anchor_fake).square().mean()
+        + F.relu(anchor_real - d_fake.float()).square().mean()
+    )

@@ -13,10 +13,25 @@ import torch.nn as nn
 from gan.config import Config
 from gan.data import augment, to_float
 from gan.diffaug import diff_augment, parse_policy
-from gan.losses import d_loss, g_loss, r1_penalty
+from gan.losses import d_loss, g_loss, lecam_penalty, r1_penalty
 
 # an epoch's stats, in the order of the log and the console line
 STATS = ("d_loss", "g_loss", "d_real", "d_fake", "d_acc_real", "d_acc_fake")
+
+
+ADA_INTERVAL = 4  # D steps between adjustments of the augmentation probability (ADA's)
+ADA_IMAGES = 100_000  # real images over which p can move from 0 to 1 (ADA: 500k on big GPUs)
+LECAM_DECAY = 0.99  # the LeCam anchors' EMA decay per D step (the paper's)
+
+
+@dataclass
+class DState:
+    """What D's adaptive regularisers carry from step to step, saved in checkpoints: ADA's
+    augmentation probability and LeCam's anchors (EMAs of D's mean output on real and fake)."""
+
+    ada_p: float = 0.0
+    lecam_real: float = 0.0
+    lecam_fake: float = 0.0
 
 
 @dataclass
@@ -28,6 +43,7 @@ class Nets:
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
     G_ema: nn.Module | None = None
+    d_state: DState | None = None  # ADA and LeCam's state, updated in place (None: both off)
 
 
 @dataclass
@@ -41,21 +57,34 @@ class EpochResult:
 
 
 def d_step(
-    D, opt_d, real, fake, y_real, y_fake, cfg: Config, r1: bool = False
+    D,
+    opt_d,
+    real,
+    fake,
+    y_real,
+    y_fake,
+    cfg: Config,
+    r1: bool = False,
+    p: torch.Tensor | None = None,
+    anchors: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """One D update on a real and a (detached) fake batch, both through DiffAugment when on, with
-    the lazy R1 penalty when `r1`. Returns D's loss, mean D(x) and D(G(z)) as probabilities, and
-    its accuracy on each side, as 0-d tensors on the device (no host sync)."""
+    """One D update on a real and a (detached) fake batch, both through DiffAugment when on (each
+    op with probability p under adaptive augmentation), with the lazy R1 penalty when `r1` and
+    the LeCam penalty against `anchors` (real, fake) when given. Returns D's loss, mean D(x)
+    and D(G(z)) as probabilities, its accuracy on each side, and the raw means and E[sign D(x)]
+    the adaptive regularisers follow, as 0-d tensors on the device (no host sync)."""
     policy = parse_policy(cfg.diffaug)
-    real_in = diff_augment(real, policy)
+    real_in = diff_augment(real, policy, p)
     if r1:  # R1 differentiates D's output on the real images D sees (augmented ones)
         real_in = real_in.detach().requires_grad_(True)
     d_real = D(real_in, y_real)
-    d_fake = D(diff_augment(fake.detach(), policy), y_fake)
+    d_fake = D(diff_augment(fake.detach(), policy, p), y_fake)
     loss = d_loss(d_real, d_fake, cfg.loss, cfg.label_smoothing, cfg.label_noise)
     total = loss
     if r1:  # weighted by r1_every: one penalty stands for the r1_every steps it skipped
         total = loss + 0.5 * cfg.r1_gamma * cfg.r1_every * r1_penalty(d_real, real_in)
+    if anchors is not None:
+        total = total + cfg.lecam * lecam_penalty(d_real, d_fake, *anchors)
     opt_d.zero_grad(set_to_none=True)
     total.backward()
     opt_d.step()
@@ -67,14 +96,17 @@ def d_step(
             "d_fake": torch.sigmoid(d_f).mean(),
             "d_acc_real": (d_r > 0).float().mean(),
             "d_acc_fake": (d_f < 0).float().mean(),
+            "raw_real": d_r.mean(),
+            "raw_fake": d_f.mean(),
+            "sign_real": d_r.sign().mean(),
         }
 
 
-def g_step(G, D, opt_g, fake, y_fake, cfg: Config) -> torch.Tensor:
+def g_step(G, D, opt_g, fake, y_fake, cfg: Config, p: torch.Tensor | None = None) -> torch.Tensor:
     """One G update through a frozen D (seed 000): D gets no gradients and its weights stay put."""
     D.requires_grad_(False)
     try:
-        loss = g_loss(D(diff_augment(fake, parse_policy(cfg.diffaug)), y_fake), cfg.loss)
+        loss = g_loss(D(diff_augment(fake, parse_policy(cfg.diffaug), p), y_fake), cfg.loss)
         opt_g.zero_grad(set_to_none=True)
         loss.backward()
         opt_g.step()
@@ -130,6 +162,17 @@ def train_epoch(
     n_cls = G.num_classes
     amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda")
     sums = {k: torch.zeros((), device=device) for k in STATS}
+    ds = nets.d_state
+    ada = ds is not None and cfg.ada_target > 0
+    p = torch.tensor(ds.ada_p, device=device) if ada else None
+    signs = torch.zeros((), device=device)  # E[sign D(x)] summed over ADA_INTERVAL steps
+    ada_step = B * ADA_INTERVAL / ADA_IMAGES
+    lecam = ds is not None and cfg.lecam > 0
+    if lecam:
+        anchors = (
+            torch.tensor(ds.lecam_real, device=device),
+            torch.tensor(ds.lecam_fake, device=device),
+        )
     steps = n // B  # drop the last partial batch: BatchNorm misbehaves on tiny batches
     total = cfg.epochs * steps // cfg.d_steps  # the run's G steps (ema_horizon's unit)
     for i in range(steps):
@@ -147,16 +190,38 @@ def train_epoch(
             with torch.set_grad_enabled(do_g):
                 fake = G(z, y_fake)
             r1 = cfg.r1_gamma > 0 and i % cfg.r1_every == 0
-            for k, v in d_step(D, nets.opt_d, x, fake, y_real, y_fake, cfg, r1).items():
-                sums[k] += v
+            out = d_step(
+                D, nets.opt_d, x, fake, y_real, y_fake, cfg, r1, p, anchors if lecam else None
+            )
+            for k in STATS[:1] + STATS[2:]:
+                sums[k] += out[k]
+            if ada:  # ADA: more augmentation while D calls too many real images real
+                signs += out["sign_real"]
+                if (i + 1) % ADA_INTERVAL == 0:
+                    p = (p + torch.sign(signs / ADA_INTERVAL - cfg.ada_target) * ada_step).clamp(
+                        0, 1
+                    )
+                    signs.zero_()
+            if lecam:  # the anchors follow D's mean outputs
+                anchors = (
+                    torch.lerp(anchors[0], out["raw_real"], 1 - LECAM_DECAY),
+                    torch.lerp(anchors[1], out["raw_fake"], 1 - LECAM_DECAY),
+                )
             # G: fool the frozen D, then move G_ema towards G
             if do_g:
                 # g_loss is the mean over G steps: d_steps batches per G step
-                sums["g_loss"] += g_step(G, D, nets.opt_g, fake, y_fake, cfg).float() * cfg.d_steps
+                g = g_step(G, D, nets.opt_g, fake, y_fake, cfg, p)
+                sums["g_loss"] += g.float() * cfg.d_steps
                 step += 1
                 if nets.G_ema is not None:
                     ema_update(nets.G_ema, G, ema_beta(cfg, step, total))
         if progress is not None:
             progress(i + 1, steps)
     means = (torch.stack([sums[k] for k in STATS]) / max(steps, 1)).tolist()  # the host sync
-    return EpochResult(dict(zip(STATS, means, strict=True)), steps * B, step)
+    stats = dict(zip(STATS, means, strict=True))
+    if ada:
+        ds.ada_p = float(p)
+        stats["ada_p"] = ds.ada_p
+    if lecam:
+        ds.lecam_real, ds.lecam_fake = float(anchors[0]), float(anchors[1])
+    return EpochResult(stats, steps * B, step)

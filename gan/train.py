@@ -122,7 +122,8 @@ def train(cfg: Config, run_dir: str | Path, report: Report | None = None) -> dic
     real = data.images.to(device)
     labels = data.labels.to(device) if data.labels is not None else None
     G_run, D_run = maybe_compile(state.G, cfg.compile), maybe_compile(state.D, compile_d(cfg))
-    nets = Nets(G_run, D_run, state.opt_g, state.opt_d, state.G_ema)  # what train_epoch updates
+    # what train_epoch updates
+    nets = Nets(G_run, D_run, state.opt_g, state.opt_d, state.G_ema, state.d_state)
     writer = SummaryWriter(str(run_dir))
     if not resumed:
         log_start(cfg, len(data), state, writer)

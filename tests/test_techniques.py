@@ -278,3 +278,77 @@ def test_resnet_run_trains_resumes_exactly_and_evaluates(tmp_path, tiny):
     for part in ("G", "D", "G_ema"):
         assert all(torch.equal(a[part][k], b[part][k]) for k in a[part]), part
     assert 0 < whole["best_metric"] < float("inf")
+
+
+# -- adaptive augmentation (ADA's r_t heuristic) and LeCam ---------------------------------------
+
+
+class ConstD(torch.nn.Module):
+    """A D whose logit is `value` for every image (plus a weight, so it has a gradient)."""
+
+    def __init__(self, value: float):
+        super().__init__()
+        self.value, self.w = value, torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x, y=None):
+        return self.value + self.w * x.flatten(1).mean(1)
+
+
+def _ada_epoch(tiny, value: float, p0: float) -> float:
+    from gan.steps import ADA_IMAGES, ADA_INTERVAL, DState, Nets, train_epoch
+
+    cfg = tiny(diffaug="translation", ada_target=0.6, batch_size=32)
+    torch.manual_seed(0)
+    G, _ = build_models(cfg)
+    D = ConstD(value)
+    state = DState(ada_p=p0)
+    nets = Nets(G, D, torch.optim.Adam(G.parameters()), torch.optim.SGD(D.parameters(), 0.0))
+    nets.d_state = state
+    real = torch.randint(0, 256, (256, 1, 28, 28), dtype=torch.uint8)
+    stats = train_epoch(nets, real, None, cfg).stats
+    assert stats["ada_p"] == state.ada_p
+    return (state.ada_p - p0) / (32 * ADA_INTERVAL / ADA_IMAGES)  # adjustments made
+
+
+def test_ada_raises_p_while_d_calls_real_images_real_and_lowers_it_after(tiny):
+    # 256 images in batches of 32: 8 D steps, an adjustment every 4
+    assert _ada_epoch(tiny, +1.0, 0.0) == pytest.approx(2, abs=1e-3)  # E[sign D(x)] = 1 > 0.6: up
+    assert _ada_epoch(tiny, -1.0, 0.5) == pytest.approx(-2, abs=1e-3)  # -1 < 0.6: down
+    assert _ada_epoch(tiny, -1.0, 0.0) == 0  # never below 0
+    assert _ada_epoch(tiny, +1.0, 1.0) == 0  # nor above 1
+    with pytest.raises(GanError, match="'ada_target'.*diffaug is off"):
+        make_config({"ada_target": 0.6})
+
+
+def test_diffaug_with_probability_reaches_that_share_of_images():
+    x = torch.rand(4000, 1, 8, 8) * 2 - 1
+    torch.manual_seed(0)
+    assert torch.equal(diff_augment(x, ("cutout",), torch.tensor(0.0)), x)
+    changed = (diff_augment(x, ("cutout",), torch.tensor(0.25)) != x).flatten(1).any(1)
+    assert changed.float().mean() == pytest.approx(0.25, abs=0.03)
+    assert (diff_augment(x, ("cutout",), torch.tensor(1.0)) != x).flatten(1).any(1).all()
+
+
+def test_lecam_penalty_holds_d_outputs_to_the_other_sides_anchor():
+    from gan.losses import lecam_penalty
+
+    d_real, d_fake = torch.tensor([2.0, 0.0]), torch.tensor([-3.0, 1.0])
+    # real above the fake anchor (-1): (3^2 + 1^2) / 2; fake below the real anchor (1): 4^2 / 2
+    value = lecam_penalty(d_real, d_fake, torch.tensor(1.0), torch.tensor(-1.0))
+    assert value == pytest.approx((9 + 1) / 2 + 16 / 2)
+    assert lecam_penalty(d_real, d_fake, torch.tensor(-5.0), torch.tensor(5.0)) == 0
+
+
+def test_ada_and_lecam_runs_resume_exactly_and_keep_their_state(tmp_path, tiny):
+    from gan.checkpoint import latest_good
+
+    values = dict(diffaug="translation,cutout", ada_target=0.6, lecam=0.3, loss="hinge")
+    train(tiny(epochs=2, **values), tmp_path / "whole")
+    train(tiny(epochs=1, **values), tmp_path / "split")
+    train(tiny(epochs=2, **values), tmp_path / "split")
+    a, b = latest_good(tmp_path / "whole")[1], latest_good(tmp_path / "split")[1]
+    for part in ("G", "D", "G_ema"):
+        assert all(torch.equal(a[part][k], b[part][k]) for k in a[part]), part
+    assert a["d_state"] == b["d_state"]
+    assert a["d_state"]["ada_p"] > 0  # a D on 256 images soon calls them all real
+    assert a["d_state"]["lecam_real"] != 0 and a["d_state"]["lecam_fake"] != 0

@@ -212,11 +212,13 @@ def test_train_state_round_trips_with_the_checkpoint_keys(tiny):
     torch.manual_seed(0)
     a = TrainState.build(cfg, 10, [str(i) for i in range(10)], torch.device("cpu"))
     a.epoch, a.step, a.best = 3, 24, 1.5
+    a.d_state.ada_p = 0.25
     saved = a.state_dict()
     # the keys of every checkpoint written so far: older runs must stay loadable
     old = {"G", "D", "G_ema", "opt_g", "opt_d", "sched_g", "sched_d", "epoch", "step"}
     old |= {"best_metric", "config", "num_classes", "class_names", "rng"}
-    assert set(saved) == old and saved["num_classes"] == 0  # unconditional: no classes saved
+    new = {"d_state"}  # ADA's probability and LeCam's anchors: optional on load
+    assert set(saved) == old | new and saved["num_classes"] == 0  # unconditional: no classes
     torch.manual_seed(1)  # other weights, another RNG position
     b = TrainState.build(cfg, 10, [], torch.device("cpu"))
     torch.rand(3)
@@ -225,6 +227,10 @@ def test_train_state_round_trips_with_the_checkpoint_keys(tiny):
     for part in ("G", "D", "G_ema"):
         assert all(torch.equal(saved[part][k], v) for k, v in again[part].items())
     assert (b.epoch, b.step, b.best) == (3, 24, 1.5)
+    assert b.d_state.ada_p == 0.25
+    del saved["d_state"]  # a checkpoint written before ADA and LeCam
+    b.load_state_dict(saved)
+    assert b.d_state.ada_p == 0.0
     assert torch.equal(again["rng"]["cpu"], saved["rng"]["cpu"])
     assert again["sched_g"] == saved["sched_g"]
 
