@@ -107,8 +107,26 @@ def test_shipped_tune_configs_are_valid():
     for rule in fmnist.search.values():
         grid *= len(rule["grid_search"]) if isinstance(rule, dict) else 1
     assert grid * fmnist.num_samples >= 24 and fmnist.gpu == 0.25 and fmnist.metric == "fid"
-    assert {"arch", "lr_g", "lr_d", "loss", "diffaug", "r1_gamma"} <= set(fmnist.search)
-    assert "resnet" in fmnist.search["arch"]["grid_search"]
+    assert {"width", "lr_g", "lr_d", "diffaug", "r1_gamma"} <= set(fmnist.search)
+    # it starts from the measured fmnist preset: every recipe key it does not search is the
+    # preset's (the run length, evaluation and searched keys aside)
+    from gan.config import preset_values
+
+    preset = preset_values("fmnist")
+    own = {"name", "epochs", "eval_every", "metric", "fid_samples", *fmnist.search}
+    assert {k: v for k, v in preset.items() if k not in own} == {
+        k: fmnist.base[k] for k in preset if k not in own
+    }
+    # the template for your own images starts from the small preset and searches the
+    # limited-data techniques
+    folder = load_spec(ROOT / "tune_configs" / "folder.yaml")
+    small = preset_values("small")
+    own = {"name", "epochs", "eval_every", "sample_every", "checkpoint_every", "metric"}
+    own |= {"fid_samples", "data_path", *folder.search}
+    assert {k: v for k, v in small.items() if k not in own} == {
+        k: folder.base[k] for k in small if k not in own
+    }
+    assert {"diffaug", "ada_target", "lecam", "r1_gamma"} <= set(folder.search)
     cifar = load_spec(ROOT / "tune_configs" / "cifar10.yaml")
     assert any("color" in p for p in cifar.search["diffaug"].categories)
     for name in names:
