@@ -3,7 +3,8 @@
 Each row compares gan against a reference measured in the same run on the same machine; only
 ratios and same-run numbers are reported. GPU-only rows say "pending" where no GPU is present.
 Options: --quick (smaller counts, for a smoke run), --only NAME[,NAME] (train, fid, frechet,
-mfu, packing, asha, search, screen, quick, growth, quality), --data-dir DIR (prepared data and
+mfu, packing, asha, search, screen, quick, growth, quality; and small, the limited-data row, hours
+long, run only when named), --data-dir DIR (prepared data and
 caches; default data/), --recipes (quality: which presets to curve against the textbook DCGAN;
 default every Fashion-MNIST one), --epochs N (quality: curves to epoch N; a resumed bench
 extends them), --jobs N (quality, search: curves trained side by side).
@@ -159,6 +160,16 @@ def main() -> int:
         default="pbt,pb2",
         help="search: the population methods, trained for real (pbt, pb2 or both)",
     )
+    p.add_argument(
+        "--sizes",
+        default="1000,5000",
+        help="small: training subset sizes (1,000 and 200 epochs: about 1M images seen each)",
+    )
+    p.add_argument(
+        "--score-only",
+        action="store_true",
+        help="small: score the checkpoints kept so far (in ~/.cache/gan-bench), train nothing",
+    )
     p.add_argument("--data-dir", default=str(ROOT / "data"))
     args = p.parse_args()
     only = set(args.only.split(","))
@@ -297,6 +308,25 @@ def main() -> int:
             "cuda" if gpu else "cpu",
             parse_sets(args.set),
             args.jobs or (1 if gpu else os.cpu_count() or 1),
+        )
+
+    if "small" in only:
+        from bench_quality import parse_sets
+        from bench_small import DEFAULT, bench_small, work_dir
+
+        # hours on a CPU; runs and scores kept under ~/.cache/gan-bench (GAN_BENCH_WORK) resume
+        gpu = torch.cuda.is_available()
+        sizes = [int(x) for x in args.sizes.split(",")]
+        out["small"] = bench_small(
+            sizes,
+            args.recipes.split(",") if args.recipes else list(DEFAULT),
+            work_dir() / ("small-quick" if q else "small"),
+            args.data_dir,
+            "cuda" if gpu else "cpu",
+            parse_sets(args.set),
+            args.jobs or (1 if gpu else os.cpu_count() or 1),
+            {n: 2 for n in sizes} if q else None,
+            training=not args.score_only,
         )
 
     RESULTS.mkdir(parents=True, exist_ok=True)

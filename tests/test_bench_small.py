@@ -1,0 +1,82 @@
+"""The limited-data bench's summaries and report tables, from curves of the JSON's shape."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+
+from bench_small import gan_config, summary  # noqa: E402
+from report_small import curve_table, plot, summary_table  # noqa: E402
+
+
+def _curve(fds, every=50, size=1000):
+    return [
+        {
+            "epoch": every * (i + 1),
+            "images_seen": every * (i + 1) * size,
+            "fd_domain": fd,
+            "class_coverage_min": 0.08,
+            "memorisation_ratio": 1.2 - 0.1 * i,
+            "near_copies": 0.001 * i,
+            "seconds": 100.0 * (i + 1),
+            "cpu_seconds": 90.0 * (i + 1),
+            "checkpoint": f"ckpt_{every * (i + 1):06d}.pt",
+        }
+        for i, fd in enumerate(fds)
+    ]
+
+
+def test_summary_against_the_textbooks_best():
+    ref = _curve([80.0, 30.0, 45.0])
+    rec = _curve([20.0, 8.0, 12.0])
+    s = summary(rec, ref)
+    assert s["best_fd_domain"] == 8.0 and s["best_epoch"] == 100
+    assert s["last_over_best"] == pytest.approx(1.5)
+    assert s["best_vs_textbook_best"] == pytest.approx(8.0 / 30.0)
+    assert s["last_memorisation_ratio"] == pytest.approx(1.0)
+    assert s["min_memorisation_ratio"] == pytest.approx(1.0)
+    assert "best_vs_textbook_best" not in summary(rec, [])
+
+
+def test_report_tables_and_plot_come_from_the_json(tmp_path):
+    rec = _curve([20.0, 8.0, 12.0])
+    rec[1].update(
+        {f"utility_{k}": v for k, v in (("real", 0.79), ("real_plus_generated", 0.81))},
+        utility_generated_only=0.7,
+        utility_real_std=0.01,
+        utility_real_plus_generated_std=0.02,
+        utility_generated_only_std=0.03,
+    )
+    ref = _curve([80.0, 30.0])
+    small = {
+        "sizes": {
+            "1000": {
+                "epochs": 1000,
+                "recipes": {
+                    "textbook": {"curve": ref, "summary": summary(ref, ref)},
+                    "small": {"curve": rec, "summary": summary(rec, ref)},
+                },
+            }
+        }
+    }
+    lines = summary_table(small).splitlines()
+    assert len(lines) == 4 and lines[2].startswith("| 1,000 | textbook | 100 of 1000 |")
+    assert "| 8.00 (100) | 0.27 | 12.00 | 1.50 |" in lines[3]
+    assert "79.0% ± 1.0% / 81.0% ± 2.0% / 70.0% ± 3.0%" in lines[3]
+    assert len(curve_table(small).splitlines()) == 2 + 5
+    plot(small, tmp_path / "small.png", "title")
+    assert (tmp_path / "small.png").stat().st_size > 5000
+
+
+def test_a_recipe_is_measured_on_the_subset_at_28_px(tmp_path):
+    cfg = gan_config("small", [], 1000, 1000, 50, str(tmp_path), "cpu")
+    assert (cfg.dataset, cfg.limit, cfg.balanced, cfg.image_size, cfg.channels) == (
+        "fashion_mnist",
+        1000,
+        True,
+        28,
+        1,
+    )
+    assert cfg.checkpoint_every == 50 and cfg.eval_every == -1 and cfg.keep_checkpoints > 20
