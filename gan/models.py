@@ -228,7 +228,11 @@ def init_weights(m: nn.Module) -> None:
 def build_models(cfg: Config, num_classes: int = 0) -> tuple[Generator, Discriminator]:
     """G and D for cfg.arch, sized by the config; num_classes > 0 with cfg.conditional."""
     if cfg.conditional and num_classes < 2:
-        raise GanError("config key 'conditional': needs a labelled dataset with at least 2 classes")
+        also = " and metric=fid (fd_domain needs labels too)" if cfg.metric == "fd_domain" else ""
+        raise GanError(
+            "config key 'conditional': needs a labelled dataset with at least 2 classes (one "
+            f"subfolder per class); for unlabelled images set conditional=false{also}"
+        )
     n_cls = num_classes if cfg.conditional else 0
     make_g, make_d = ARCHS[cfg.arch]
     # one dimension per class: an embedding as wide as z lets G take its variety from the label

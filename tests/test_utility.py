@@ -3,11 +3,13 @@ caught, one that draws new real images is not; a classifier learns from good gen
 and not from noise; `gan evaluate --utility` writes them and refuses what it cannot score."""
 
 import json
+import re
 from dataclasses import replace
 
 import pytest
 import torch
 import torch.nn as nn
+from PIL import Image
 
 from gan.cli import main
 from gan.config import GanError
@@ -117,3 +119,27 @@ def test_evaluate_utility_of_a_conditional_run(fid_cfg, tmp_path, monkeypatch):
     for key in ("utility_real", "utility_real_plus_generated", "utility_generated_only"):
         assert 0.0 <= out[key] <= 1.0 and out[f"{key}_std"] >= 0.0
     assert out["utility_gen"] == 500 and out["utility_steps"] == 40
+
+
+@pytest.mark.parametrize(
+    "values,message",
+    [
+        (["limit=20", "balanced=true"], "'balanced': dataset .* has no labels.*balanced=false"),
+        ([], "'conditional': needs a labelled dataset.*conditional=false and metric=fid"),
+        (["dataset=fashion_mnist", "limit=70000", "balanced=true"], "70000 is more than the 60000"),
+        (["diffaug=", "ada_target=0.6"], "'ada_target'.*diffaug is off"),
+        (["lr_decay=0.9"], "'lr_decay' \\(0.9\\) and 'lr_end' \\(0.2\\).*set lr_decay=1.0"),
+    ],
+)
+def test_limited_data_settings_refused_in_one_line(values, message, tmp_path, tiny, capsys):
+    flat = tmp_path / "flat"  # unlabelled: no class folders
+    flat.mkdir()
+    for i in range(40):
+        Image.new("L", (28, 28), i * 5).save(flat / f"{i}.png")
+    where = [f"data_path={flat}", "image_size=28", "channels=1", f"data_dir={tmp_path / 'd'}"]
+    args = ["train", "--preset", "small", "--out", str(tmp_path / "run"), "--set", *where]
+    assert main([*args, *values]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("gan: error: config key")
+    assert re.search(message, err[0]), err[0]
+    assert not (tmp_path / "run" / "checkpoints").exists()
