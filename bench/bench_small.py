@@ -8,7 +8,7 @@ classifier of the full training split, the quality row's feature space), the rar
 share, and memorisation (gan.utility: nearest-training-image pixel distance of the fakes over
 that of the test images, and the share of near-copies). Utility (a classifier trained on the
 subset, on the subset plus generated images, on generated images only) is scored at each
-recipe's best and last checkpoint. Runs and scores live under --work, so an interrupted bench
+finished conditional recipe's best and last checkpoint. Runs and scores live under --work, so an interrupted bench
 resumes where it stopped (the textbook from its last state, gan recipes from their checkpoints,
 scores from the checkpoints not yet scored).
 
@@ -239,7 +239,7 @@ def run_one(task: dict) -> tuple[str, int, list[dict], dict | None]:
     if training:
         train_gan(run, cfg)
     curve = score_run(label, run, size, data_dir, device) if run.is_dir() else []
-    if curve and cfg.conditional:
+    if curve and cfg.conditional and curve[-1]["epoch"] == epochs:  # a finished run only
         curve = score_utility(run, curve, size, data_dir, device)
     return label, size, curve, to_dict(cfg)
 
