@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from gan.checkpoint_check import CheckpointError, check_checkpoint
 from gan.config import RETUNABLE, Config, GanError, lr_gamma, make_config, to_dict, uses_ema
 from gan.io import PARTIAL_GLOB, atomic_save, copy_atomic, write_error  # noqa: F401  (ck.copy_atomic, ...)
 from gan.models import build_models
@@ -55,19 +56,17 @@ def save_checkpoint(state: dict, path: str | Path) -> Path:
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """Load a checkpoint with weights_only=True; GanError naming the file if it is unreadable."""
+    """Load a checkpoint with weights_only=True and check all of it (check_checkpoint);
+    CheckpointError (a GanError) naming the file if it is unreadable or does not fit."""
     path = Path(path)
     if not path.is_file():
         raise GanError(f"checkpoint {path} does not exist; pass a run directory or a .pt file")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001  (truncation and tampering raise many error types)
-        raise GanError(
-            f"checkpoint {path} is unreadable ({type(e).__name__}: {e}); "
-            "use an earlier checkpoint or retrain"
-        ) from None
-    if not isinstance(state, dict) or "G" not in state or "config" not in state:
-        raise GanError(f"checkpoint {path} is not a gan checkpoint (no G or config)")
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""  # one line at the CLI
+        raise CheckpointError(path, f"is unreadable ({type(e).__name__}: {first})") from None
+    check_checkpoint(state, path)
     return state
 
 
@@ -102,12 +101,27 @@ def remove_partial_writes(run_dir: str | Path) -> list[Path]:
 
 
 def latest_good(run_dir: str | Path) -> tuple[Path, dict] | None:
-    """The newest readable checkpoint; a truncated newer one is skipped with a warning."""
+    """The newest usable checkpoint of a run (None when it has none yet); each newer one that is
+    truncated or does not fit is skipped with a warning. A run whose checkpoints are all unusable
+    is a GanError: starting over in its directory would silently replace it."""
+    skipped: list[CheckpointError] = []
     for p in reversed(numbered(run_dir)):
         try:
-            return p, load_checkpoint(p)
-        except GanError as e:
-            log.warning("%s; falling back to the checkpoint before it", e)
+            state = load_checkpoint(p)
+        except CheckpointError as e:
+            skipped.append(e)
+            continue
+        for e in skipped:
+            log.warning("checkpoint %s %s; falling back to %s", e.path, e.problem, p.name)
+        return p, state
+    if skipped:
+        e, older = skipped[0], len(skipped) - 1
+        also = f" (and {older} older one(s) are unusable too)" if older else ""
+        raise GanError(
+            f"run directory {run_dir} has no usable checkpoint to resume from: checkpoint "
+            f"{e.path} {e.problem}{also}; pass a new --out to start a new run, or put a good "
+            "checkpoint back"
+        )
     return None
 
 
