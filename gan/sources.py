@@ -9,9 +9,11 @@ import gzip
 import io
 import logging
 import os
+import stat
 import struct
 import warnings
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -36,6 +38,8 @@ FMNIST_CLASSES = [
     "Bag",
     "Ankle boot",
 ]
+# the methods zipfile unpacks (bzip2 and lzma where Python was built with them)
+ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 # -- decoding -----------------------------------------------------------------------------------
@@ -142,6 +146,11 @@ def read_torchvision(cfg: Config, split: str) -> tuple[torch.Tensor, torch.Tenso
     return x.contiguous(), torch.as_tensor(ds.targets, dtype=torch.int64), list(ds.classes)
 
 
+class UnreadableMemberError(Exception):
+    """A member that cannot be read as a file (encrypted, an unknown compression method, a CRC
+    error, a link or a directory): skipped and counted like an image that does not decode."""
+
+
 def _member_class(parts: tuple[str, ...]) -> str | None:
     return parts[-2] if len(parts) >= 2 else None
 
@@ -166,6 +175,7 @@ def _decode_files(items, cfg: Config) -> tuple[list[np.ndarray], list[str | None
             ValueError,
             SyntaxError,
             zipfile.BadZipFile,
+            UnreadableMemberError,
         ):
             bad.append(name)
     return arrays, classes, len(bad), bad[:5]
@@ -177,35 +187,61 @@ def _folder_items(root: Path):
             yield str(p), p.relative_to(root).parts, (lambda p=p: open(p, "rb"))
 
 
-def safe_member(name: str) -> PurePosixPath:
+def safe_member(name: str, archive: str | Path = "the archive") -> PurePosixPath:
     """A ZIP member's path, refusing absolute paths and '..' (path traversal)."""
     path = PurePosixPath(name.replace("\\", "/"))
     if path.is_absolute() or ".." in path.parts or (path.parts and ":" in path.parts[0]):
-        raise GanError(f"ZIP member {name!r} has an absolute or '..' path; refusing the archive")
+        raise GanError(
+            f"ZIP member {name!r} of {archive} has an absolute or '..' path; refusing the "
+            "archive: unpack it and pass the folder (dataset=folder), or rebuild it"
+        )
     return path
 
 
 def _read_capped(zf: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int, key: str) -> bytearray:
-    """A member's bytes, read in 1 MiB chunks and refused once past `cap` (config key `key`)."""
+    """A member's bytes, read in 1 MiB chunks and refused once past `cap` (config key `key`);
+    UnreadableMemberError if zipfile cannot unpack it (corrupt data, a CRC error)."""
     buf = bytearray()
-    with zf.open(info) as f:
-        while chunk := f.read(1 << 20):
-            buf += chunk
-            if len(buf) > cap:
-                raise GanError(
-                    f"ZIP member {info.filename!r} of {zf.filename} unpacks to more than "
-                    f"{key}={cap} bytes (its header said {info.file_size}); refusing the "
-                    f"archive, or raise {key}"
-                )
+    try:
+        with zf.open(info) as f:
+            while chunk := f.read(1 << 20):
+                buf += chunk
+                if len(buf) > cap:
+                    raise GanError(
+                        f"ZIP member {info.filename!r} of {zf.filename} unpacks to more than "
+                        f"{key}={cap} bytes (its header said {info.file_size}); refusing the "
+                        f"archive, or raise {key}"
+                    )
+    except (RuntimeError, NotImplementedError, zlib.error, EOFError, zipfile.BadZipFile) as e:
+        # the cap's GanError is none of these: it refuses the archive
+        raise UnreadableMemberError(f"{type(e).__name__}: {e}") from None
     return buf
+
+
+def _unreadable(info: zipfile.ZipInfo) -> str | None:
+    """Why a member cannot be read as an image file without unpacking it, or None."""
+    if "\0" in info.orig_filename:  # zipfile cuts the name at the NUL: not the name it has
+        return "a NUL in its name"
+    mode = info.external_attr >> 16  # the Unix mode, where the archiver recorded one
+    if info.is_dir() or stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_IFMT(mode) not in (0, stat.S_IFREG):  # 0: permissions alone, as zipfile writes
+        return "a link or special file"  # its bytes are a link's target, never followed
+    if info.flag_bits & 0x1:
+        return "encrypted"
+    if info.compress_type not in ZIP_METHODS:
+        return f"compression method {info.compress_type}"
+    return None
 
 
 def _zip_items(zf: zipfile.ZipFile, cfg: Config):
     members = []
     for info in zf.infolist():
-        path = safe_member(info.filename)  # checked for every member, images or not
-        if info.is_dir() or path.suffix.lower() not in IMAGE_SUFFIXES:
-            continue
+        path = safe_member(
+            info.orig_filename, zf.filename
+        )  # checked for every member, images or not
+        if path.suffix.lower() not in IMAGE_SUFFIXES and "\0" not in info.orig_filename:
+            continue  # a class folder, a README: not images, not counted
         if path.name.startswith(".") or "__MACOSX" in path.parts:
             continue
         if info.file_size > cfg.zip_member_max_bytes:
@@ -224,6 +260,9 @@ def _zip_items(zf: zipfile.ZipFile, cfg: Config):
     left = [cfg.zip_max_bytes]  # what the members may still unpack to, should headers lie
 
     def read(info: zipfile.ZipInfo) -> io.BytesIO:
+        why = _unreadable(info)
+        if why:
+            raise UnreadableMemberError(why)
         cap, key = min(cfg.zip_member_max_bytes, left[0]), "zip_member_max_bytes"
         if left[0] < cfg.zip_member_max_bytes:
             key = "zip_max_bytes"
@@ -250,13 +289,13 @@ def read_files(cfg: Config) -> tuple[torch.Tensor, torch.Tensor | None, list[str
                 arrays, classes, skipped, bad = _decode_files(list(_zip_items(zf, cfg)), cfg)
         except zipfile.BadZipFile:
             raise GanError(f"data_path {path} is not a readable ZIP archive") from None
-    if skipped:
-        log.warning("skipped %d unreadable image file(s) in %s, e.g. %s", skipped, path, bad)
-    if not arrays:
+    if not arrays:  # the one line says it all: no warning before it
         raise GanError(
             f"no usable images in {path} ({skipped} unreadable); "
             f"supported types: {', '.join(sorted(IMAGE_SUFFIXES))}"
         )
+    if skipped:
+        log.warning("skipped %d unreadable image file(s) in %s, e.g. %s", skipped, path, bad)
     images = _stack(arrays, cfg.image_size, cfg.channels)
     if all(c is not None for c in classes) and len(set(classes)) > 1:
         names = sorted(set(classes))
