@@ -155,6 +155,119 @@ def test_ray_cluster_shares_the_storage_and_has_gpu_workers():
     assert "--num-cpus=0" in head_start
 
 
+# -- the manifests against KubeRay's own schemas ---------------------------------------------
+
+# the openAPIV3Schema of KubeRay v1.5.1's RayJob and RayCluster CRDs (ray.io/v1): the first
+# release with authOptions, which rayjob.yaml uses (source and commit in each file's header)
+KUBERAY = Path(__file__).resolve().parent / "kuberay"
+
+
+def strict(schema: object) -> object:
+    """A CRD schema as the API server applies it to a manifest, for jsonschema: a field the
+    schema does not name is an error (Kubernetes prunes it from a structural schema, and kubectl
+    apply's default --validate=strict refuses it), unless the schema preserves unknown fields;
+    `nullable` lets null through."""
+    if isinstance(schema, list):
+        return [strict(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {}
+    for key, value in schema.items():
+        if key == "properties":
+            out[key] = {name: strict(sub) for name, sub in value.items()}
+        elif key in ("items", "additionalProperties", "anyOf", "allOf", "oneOf", "not"):
+            out[key] = strict(value)
+        else:
+            out[key] = value
+    if "properties" in out and "additionalProperties" not in out:
+        if not out.get("x-kubernetes-preserve-unknown-fields"):
+            out["additionalProperties"] = False
+    if out.get("nullable") and "type" in out:
+        out["type"] = [out["type"], "null"]
+    return out
+
+
+def kuberay_errors(doc: dict, crd: str) -> list[str]:
+    """Where and why `doc` breaks KubeRay's schema for `crd` (rayjobs, rayclusters)."""
+    import jsonschema
+
+    text = (KUBERAY / f"ray.io_{crd}.v1.schema.yaml").read_text()
+    schema = strict(yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
+    validator = jsonschema.Draft4Validator(schema)  # OpenAPI 3.0's schemas are draft 4's
+    return sorted(f"{e.json_path}: {e.message}" for e in validator.iter_errors(doc))
+
+
+def test_rayjob_is_what_kuberay_accepts():
+    job = rayjob()["RayJob"]
+    assert (job["apiVersion"], job["kind"]) == ("ray.io/v1", "RayJob")
+    assert kuberay_errors(job, "rayjobs") == []
+    # the RayCluster the operator makes of its rayClusterSpec passes that CRD's schema too
+    cluster = {"apiVersion": "ray.io/v1", "kind": "RayCluster", "metadata": {"name": "c"}}
+    assert kuberay_errors({**cluster, "spec": job["spec"]["rayClusterSpec"]}, "rayclusters") == []
+
+
+@pytest.mark.parametrize(
+    "where, key, value, named",
+    [
+        ("spec", "shutdownAfterJobFinish", True, "'shutdownAfterJobFinish' was unexpected"),
+        ("spec", "ttlSecondsAfterFinished", "600", "$.spec.ttlSecondsAfterFinished: '600' is"),
+        ("spec", "backoffLimit", 1.5, "$.spec.backoffLimit: 1.5 is not of type 'integer'"),
+        ("head", "rayStartParam", {}, "'rayStartParam' was unexpected"),
+        ("worker", "replicas", "2", "workerGroupSpecs[0].replicas: '2' is not of type"),
+        ("container", "imagePullPolicy", ["Always"], ".imagePullPolicy: ['Always'] is not"),
+        ("container", "volumeMount", [], "'volumeMount' was unexpected"),
+    ],
+)
+def test_a_broken_rayjob_fails_naming_the_field(where, key, value, named):
+    job = copy.deepcopy(rayjob()["RayJob"])
+    spec = job["spec"]
+    head = spec["rayClusterSpec"]["headGroupSpec"]
+    parts = {
+        "spec": spec,
+        "head": head,
+        "worker": spec["rayClusterSpec"]["workerGroupSpecs"][0],
+        "container": head["template"]["spec"]["containers"][0],
+    }
+    parts[where][key] = value
+    errors = kuberay_errors(job, "rayjobs")
+    assert len(errors) == 1 and named in errors[0], errors
+
+
+def test_rayjob_retries_stops_and_cleans_up_with_a_reason_each():
+    spec = rayjob()["RayJob"]["spec"]
+    # retried on a new cluster (the tune resumes from the volume), bounded in time, cleaned up
+    assert 1 <= spec["backoffLimit"] <= 5
+    assert 3600 <= spec["activeDeadlineSeconds"] <= 7 * 86400
+    assert spec["shutdownAfterJobFinishes"] is True and 0 < spec["ttlSecondsAfterFinished"] <= 86400
+    lines = (CLUSTER / "rayjob.yaml").read_text().splitlines()
+    for key in ("backoffLimit", "activeDeadlineSeconds", "shutdownAfterJobFinishes"):
+        (i,) = [i for i, line in enumerate(lines) if line.strip().startswith(f"{key}:")]
+        assert lines[i - 1].strip().startswith("#") or "#" in lines[i], f"{key} needs a comment"
+
+
+@pytest.mark.parametrize(
+    "path, value, named",
+    [
+        (("max_worker",), 4, "'max_worker' was unexpected"),
+        (("available_node_types", "gpu_worker", "min_worker"), 1, "'min_worker' was unexpected"),
+        (("idle_timeout_minutes",), "ten", "'ten' is not of type 'number'"),
+    ],
+)
+def test_a_broken_ray_cluster_config_fails_naming_the_field(path, value, named):
+    import jsonschema
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    config = ray_cluster()
+    *parents, key = path
+    node = config
+    for p in parents:
+        node = node[p]
+    node[key] = value
+    with pytest.raises(jsonschema.ValidationError) as e:
+        validate_config(prepare_config(config))
+    assert named in e.value.message
+
+
 # -- a real two-node cluster on this machine --------------------------------------------------
 
 RAY = str(Path(sys.executable).with_name("ray"))
