@@ -87,16 +87,28 @@ def train_classifier(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = Classifier(images.shape[1], num_classes + 1).to(device)
-    opt = torch.optim.Adam(model.parameters())
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=4e-3, total_steps=steps)
-    model.train()
     perm, pos = torch.randperm(n, generator=gen), 0
-    for _ in range(steps):
+
+    def draw() -> tuple[torch.Tensor, torch.Tensor]:
+        nonlocal perm, pos
         if pos + batch > n:  # next epoch: a fresh shuffle, the partial batch dropped
             perm, pos = torch.randperm(n, generator=gen), 0
         idx = perm[pos : pos + batch]
         pos += batch
-        x, y = to_float(images[idx].to(device)), labels[idx].to(device)
+        return images[idx], labels[idx]
+
+    return fit_steps(model, draw, steps, device)
+
+
+def fit_steps(model: Classifier, draw, steps: int, device: torch.device | str) -> Classifier:
+    """Train `model` for `steps` batches of draw() -> (uint8 images, labels): Adam under a
+    one-cycle schedule peaking at 4e-3. Returns it in eval mode."""
+    opt = torch.optim.Adam(model.parameters())
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=4e-3, total_steps=steps)
+    model.train()
+    for _ in range(steps):
+        images, labels = draw()
+        x, y = to_float(images.to(device)), labels.to(device)
         loss = F.cross_entropy(model(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()

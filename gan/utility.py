@@ -10,9 +10,8 @@ import statistics
 import torch
 import torch.nn.functional as F
 
-from gan.classifier import Classifier, accuracy
+from gan.classifier import Classifier, accuracy, fit_steps
 from gan.config import GanError
-from gan.data import to_float
 
 log = logging.getLogger(__name__)
 
@@ -88,23 +87,17 @@ def fit_classifier(
     with torch.random.fork_rng(devices=[]):  # the caller's global RNG is left as it was
         torch.manual_seed(seed)
         model = Classifier(sets[0][0].shape[1], num_classes).to(device)
-    opt = torch.optim.Adam(model.parameters())
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=4e-3, total_steps=steps)
     share = BATCH // len(sets)
-    model.train()
-    for _ in range(steps):
+
+    def draw() -> tuple[torch.Tensor, torch.Tensor]:
         xs, ys = [], []
         for images, labels in sets:
             idx = torch.randint(0, len(images), (share,), generator=gen)
             xs.append(images[idx])
             ys.append(labels[idx])
-        x, y = to_float(torch.cat(xs).to(device)), torch.cat(ys).to(device)
-        loss = F.cross_entropy(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-    return model.eval()
+        return torch.cat(xs), torch.cat(ys)
+
+    return fit_steps(model, draw, steps, device)
 
 
 def utility(G, train, test, device="cpu", n_gen: int = 0, steps: int = 0) -> dict:
