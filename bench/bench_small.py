@@ -8,9 +8,9 @@ classifier of the full training split, the quality row's feature space), the rar
 share, and memorisation (gan.utility: nearest-training-image pixel distance of the fakes over
 that of the test images, and the share of near-copies). Utility (a classifier trained on the
 subset, on the subset plus generated images, on generated images only) is scored at each
-finished conditional recipe's best and last checkpoint. Runs and scores live under --work, so an interrupted bench
-resumes where it stopped (the textbook from its last state, gan recipes from their checkpoints,
-scores from the checkpoints not yet scored).
+finished conditional recipe's best and last checkpoint. Runs and scores live under --work, so an
+interrupted bench resumes where it stopped (the textbook from its last state, gan recipes from
+their checkpoints, scores from the checkpoints not yet scored).
 
     python bench/bench_small.py --sizes 1000 --recipes textbook,small --jobs 2
 """
