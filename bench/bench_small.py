@@ -36,9 +36,11 @@ GEN = 10_000  # generated images per score
 # recipes: a preset with overrides; `small` is the preset under test
 RECIPES = {
     "small": ("small", []),
+    # the small preset with DiffAugment always on and no LeCam: how it shipped first
+    "small-diffaug": ("small", ["ada_target=0.0", "lecam=0.0"]),
     "fmnist": ("fmnist", []),  # the full-data recipe as it is (per-epoch decay included)
 }
-DEFAULT = ("textbook", "small")
+DEFAULT = ("textbook", "small", "small-diffaug")
 
 
 def work_dir(default: str = "") -> Path:
