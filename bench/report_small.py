@@ -43,9 +43,9 @@ def plot(small: dict, path: Path, title: str) -> None:
             (x0 + 220, 30), f"{int(size):,} training images", fill=(0, 0, 0), font=font, anchor="ma"
         )
         _panel(
-            draw, (x0, 50, x0 + 440, 420), curves, "kimg", "thousand images seen", font, log_x=False
+            draw, (x0, 50, x0 + 440, 420), curves, "kimg", "thousand images seen (log)", font, True
         )
-    draw.text((18, 260), "fd_domain", fill=(0, 0, 0), font=font, anchor="lm")
+    draw.text((8, 30), "fd_domain", fill=(0, 0, 0), font=font, anchor="lm")
     legend(draw, names, (100, 484), W - 40, font)
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path)
