@@ -53,11 +53,12 @@ class GBlock(nn.Module):
     2W); its BatchNorms are conditional when num_classes > 0. The upsampling and its conv run
     as one transposed conv (up_conv), and the shortcut convolves before it upsamples (a 1x1
     conv commutes with nearest upsampling): the same function, a quarter of the shortcut's
-    multiply-adds."""
+    multiply-adds. fused=False runs the plain formulation instead (upsample, then each conv), the
+    reference the fused one is tested and benchmarked against; the parameters are the same."""
 
-    def __init__(self, c_in: int, c_out: int, num_classes: int = 0):
+    def __init__(self, c_in: int, c_out: int, num_classes: int = 0, fused: bool = True):
         super().__init__()
-        self.cond = num_classes > 0
+        self.cond, self.fused = num_classes > 0, fused
         self.bn1 = CondBatchNorm2d(c_in, num_classes) if self.cond else nn.BatchNorm2d(c_in)
         self.bn2 = CondBatchNorm2d(c_out, num_classes) if self.cond else nn.BatchNorm2d(c_out)
         self.conv1, self.conv2 = nn.Conv2d(c_in, c_out, 3, 1, 1), nn.Conv2d(c_out, c_out, 3, 1, 1)
@@ -65,9 +66,14 @@ class GBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         h = F.relu(self.bn1(x, y) if self.cond else self.bn1(x))
-        h = up_conv(h, self.conv1)  # (B, c_out, 2H, 2W)
+        if self.fused:
+            h = up_conv(h, self.conv1)  # (B, c_out, 2H, 2W)
+        else:
+            h = self.conv1(F.interpolate(h, scale_factor=2.0, mode="nearest"))
         h = self.conv2(F.relu(self.bn2(h, y) if self.cond else self.bn2(h)))
-        return h + F.interpolate(self.skip(x), scale_factor=2.0, mode="nearest")
+        if self.fused:
+            return h + F.interpolate(self.skip(x), scale_factor=2.0, mode="nearest")
+        return h + self.skip(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
 class ResGBody(nn.Module):
@@ -94,11 +100,13 @@ class DBlock(nn.Module):
     """ReLU-conv3-ReLU-conv3 (+ 2x2 average pool) plus a conv1 shortcut. The first block (SNGAN's
     optimized block) skips the leading ReLU. A downsampling block runs its second conv and the
     pool as one strided conv (conv_pool), and pools before its shortcut conv (a 1x1 conv commutes
-    with average pooling): the same function with fewer multiply-adds."""
+    with average pooling): the same function with fewer multiply-adds. fused=False runs it as
+    SNGAN's code writes it (conv, then pool; the shortcut conv on the full-size side but in the
+    first block), with the same parameters."""
 
-    def __init__(self, c_in: int, c_out: int, down: bool, first: bool = False):
+    def __init__(self, c_in: int, c_out: int, down: bool, first: bool = False, fused: bool = True):
         super().__init__()
-        self.down, self.first = down, first
+        self.down, self.first, self.fused = down, first, fused
         self.conv1, self.conv2 = nn.Conv2d(c_in, c_out, 3, 1, 1), nn.Conv2d(c_out, c_out, 3, 1, 1)
         self.skip = nn.Conv2d(c_in, c_out, 1) if (down or c_in != c_out) else nn.Identity()
 
@@ -106,8 +114,21 @@ class DBlock(nn.Module):
         h = self.conv1(x if self.first else F.relu(x))
         if not self.down:
             return self.conv2(F.relu(h)) + self.skip(x)
+        if not self.fused:
+            h = F.avg_pool2d(self.conv2(F.relu(h)), 2)
+            return h + (
+                self.skip(F.avg_pool2d(x, 2)) if self.first else F.avg_pool2d(self.skip(x), 2)
+            )
         h = conv_pool(F.relu(h), self.conv2)  # (B, c_out, H/2, W/2), floored for odd sides
         return h + self.skip(F.avg_pool2d(x, 2))
+
+
+def set_fused(module: nn.Module, fused: bool) -> nn.Module:
+    """Switch every residual block inside module to its fused (default) or plain forward."""
+    for m in module.modules():
+        if isinstance(m, (GBlock, DBlock)):
+            m.fused = fused
+    return module
 
 
 class SumPool(nn.Module):

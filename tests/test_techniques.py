@@ -1,9 +1,6 @@
 """The techniques of the strongest recipes: DiffAugment, R1, the EMA warm-up, the resnet pair."""
 
-import contextlib
 import copy
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,7 +10,7 @@ from gan.config import GanError, make_config
 from gan.diffaug import POLICIES, diff_augment, parse_policy
 from gan.losses import r1_penalty
 from gan.models import ARCHS, build_models
-from gan.resnet import conv_pool, up_conv
+from gan.resnet import conv_pool, set_fused, up_conv
 from gan.steps import ema_beta, ema_update
 from gan.train import train
 
@@ -101,9 +98,6 @@ def test_resnet_pair_equals_its_plain_formulation(size):
     """The fused residual blocks are the same G and D as SNGAN's code writes them (the plain
     blocks the benchmark's textbook loop runs): outputs and every parameter's gradient agree,
     spectral norm's power iteration and conditional BatchNorm included (36 px: G starts at 9x9)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-    from bench_train import plain_blocks
-
     torch.manual_seed(0)
     cfg = make_config(
         dict(
@@ -119,10 +113,10 @@ def test_resnet_pair_equals_its_plain_formulation(size):
     z, y = torch.randn(6, 16), torch.tensor([0, 1, 2, 0, 1, 2])
     runs = []
     for plain in (False, True):
-        G, D = (copy.deepcopy(m) for m in nets)  # the same weights and power-iteration state
-        with plain_blocks() if plain else contextlib.nullcontext():
-            x = G(z, y)
-            logits = D(x, y)
+        # the same weights and power-iteration state, run fused or plain (fused=False)
+        G, D = (set_fused(copy.deepcopy(m), not plain) for m in nets)
+        x = G(z, y)
+        logits = D(x, y)
         logits.square().mean().backward()
         grads = [p.grad for net in (G, D) for p in net.parameters()]
         runs.append([x.detach(), logits.detach(), *grads])
