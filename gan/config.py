@@ -1,4 +1,9 @@
-"""One flat, frozen config: its field names are the YAML keys, the `--set` keys and Ray's keys."""
+"""One flat, frozen config: its field names are the YAML keys, the `--set` keys and Ray's keys.
+
+Each field declares, beside its default, what the rest of the package needs to know about its
+key (allowed values, whether a run may resume under a new value, ...); the lists other modules
+use (CHOICES, RETUNABLE, RESUMABLE, PATH_KEYS, INPUT_KEYS, NOT_SEARCHABLE, DATA_KEYS) and the
+key table of docs/config.md (`python -m gan.config docs/config.md`) are derived from it."""
 
 from __future__ import annotations
 
@@ -16,104 +21,294 @@ class GanError(Exception):
     """A problem the user can fix (bad config, data, checkpoint or weights); the CLI prints it."""
 
 
+def key(
+    default: object,
+    doc: str,
+    *,
+    choices: tuple = (),
+    subset: tuple[str, ...] = (),
+    range: str = "",  # noqa: A002  (the interval as the docs show it: "[0, 1)", "(0, inf)")
+    resume: bool = False,
+    retune: bool = False,
+    path: bool = False,
+    input: bool = False,  # noqa: A002
+    data: bool = False,
+    search: bool = True,
+) -> dataclasses.Field:
+    """A Config field and what its key means elsewhere:
+    doc      one line for the key table (docs/config.md);
+    choices  the values allowed; subset: a comma-separated subset of these is allowed;
+    range    the interval a number must lie in, as written in the docs;
+    resume   a run may resume under a new value (its checkpoint stays meaningful); off by
+             default, so that a new key never silently changes a resumed run;
+    retune   the new value applies from the resumed epoch on (optimiser moments kept): what a
+             Population Based Training exploit mutates; implies resume;
+    path     a file or directory, made absolute before trials run in their own directories;
+    input    a tune checks every searched value of it before starting (what a trial reads);
+    data     names the prepared data (gan.data.data_key): a new value prepares it anew;
+    search   a tune may search it."""
+    meta = {"doc": doc, "choices": tuple(choices), "subset": tuple(subset), "range": range}
+    meta.update(resume=resume or retune, retune=retune, path=path, input=input, data=data)
+    meta["search"] = search
+    return dataclasses.field(default=default, metadata=meta)
+
+
+DIFFAUG = ("color", "translation", "cutout")  # gan.diffaug.POLICIES, named here without torch
+ARCH_NAMES = ("baseline", "modified", "dcgan", "resnet")  # gan.models.ARCHS, without torch
+DATASETS = ("fashion_mnist", "mnist", "cifar10", "folder", "zip")
+
+
 @dataclass(frozen=True)
 class Config:
-    name: str = "fmnist"  # run / experiment name; the run directory is <out>/<name> by default
+    name: str = key(
+        "fmnist",
+        "run / experiment name; the run directory is OUT/NAME by default",
+        resume=True,
+        search=False,
+    )
     # -- data ---------------------------------------------------------------------------------
-    dataset: str = "fashion_mnist"  # fashion_mnist | mnist | cifar10 | folder | zip
-    data_path: str = ""  # image folder or ZIP archive (folder / zip datasets)
-    data_dir: str = "data"  # where torchvision downloads and prepared tensors are cached
-    classes: tuple[int, ...] = ()  # keep only these labels, relabelled 0..k-1 (empty: all)
-    channels: int = 1  # 1 (grayscale) or 3 (RGB); images are converted to this
-    image_size: int = 28  # square side in pixels; any size (28, 32, 64, 100, ...)
-    limit: int = 0  # use only the first N training images (0: all)
-    balanced: bool = False  # limit draws a fixed random, class-balanced N instead of the first N
-    holdout: float = 0.1  # held-out fraction for folder/zip (torchvision sets use their test split)
-    hflip: bool = False  # augmentation of real images: random horizontal flip
-    rotate: float = 0.0  # augmentation: random rotation in [-rotate, rotate] degrees
-    zoom: float = 0.0  # augmentation: random zoom in [1 - zoom, 1 + zoom]
+    dataset: str = key(
+        "fashion_mnist",
+        "where images come from: a torchvision set, an image folder or a ZIP archive",
+        choices=DATASETS,
+        input=True,
+        data=True,
+    )
+    data_path: str = key(
+        "",
+        "image folder (subfolders are classes) or ZIP archive, for the folder and zip datasets",
+        path=True,
+        input=True,
+        data=True,
+    )
+    data_dir: str = key(
+        "data",
+        "where torchvision downloads and prepared tensors and statistics are cached",
+        resume=True,
+        path=True,
+        input=True,
+    )
+    classes: tuple[int, ...] = key(
+        (), "keep only these labels, relabelled 0..k-1 (empty: all)", input=True, data=True
+    )
+    channels: int = key(
+        1, "1 (grayscale) or 3 (RGB); images are converted to this", choices=(1, 3), data=True
+    )
+    image_size: int = key(
+        28,
+        "square side in pixels, any size (28, 32, 64, 100, ...): center crop, antialiased resize",
+        range="[8, inf)",
+        data=True,
+    )
+    limit: int = key(
+        0, "use only the first N training images (0: all)", range="[0, inf)", data=True
+    )
+    balanced: bool = key(
+        False, "limit draws a fixed random, class-balanced N instead of the first N", data=True
+    )
+    holdout: float = key(
+        0.1,
+        "held-out fraction for folder/zip (torchvision sets use their test split)",
+        range="[0, 0.9)",
+        data=True,
+    )
+    hflip: bool = key(False, "augmentation of real images: random horizontal flip")
+    rotate: float = key(
+        0.0, "augmentation: random rotation in [-rotate, rotate] degrees", range="[0, inf)"
+    )
+    zoom: float = key(0.0, "augmentation: random zoom in [1 - zoom, 1 + zoom]", range="[0, 1)")
     # ZIP bombs: a member's or the archive's unpacked size is checked against these from its
     # header, then again while it is read in chunks (headers can lie)
-    zip_member_max_bytes: int = 1 << 27  # most bytes one ZIP member may unpack to (128 MiB)
-    zip_max_bytes: int = 1 << 34  # most bytes all of a ZIP's image members may unpack to (16 GiB)
+    zip_member_max_bytes: int = key(
+        1 << 27, "most bytes one ZIP member may unpack to (128 MiB)", range="[1, inf)", resume=True
+    )
+    zip_max_bytes: int = key(
+        1 << 34,
+        "most bytes all of a ZIP's image members may unpack to (16 GiB)",
+        range="[1, inf)",
+        resume=True,
+    )
     # -- model --------------------------------------------------------------------------------
-    arch: str = "dcgan"  # a key of gan.models.ARCHS: baseline | modified | dcgan | resnet
-    latent_dim: int = 100  # size of z
-    width: int = 64  # channel width of the narrowest conv stage; wider stages are multiples
-    upsample: str = "default"  # default (the arch's own) | transposed | nearest | pixelshuffle
-    spectral_norm: bool = False  # spectral normalization on every D layer
-    d_noise: float = 0.0  # std of Gaussian noise added to D's input while training D
-    d_dropout: float = 0.0  # dropout after each D conv stage (dcgan uses 0.3 in its presets)
-    conditional: bool = False  # class-conditional G (label embedding) and D (projection)
+    arch: str = key("dcgan", "generator/discriminator pair (gan.models.ARCHS)", choices=ARCH_NAMES)
+    latent_dim: int = key(100, "size of z", range="[1, inf)")
+    width: int = key(
+        64,
+        "channel width of the narrowest conv stage; wider stages are multiples",
+        range="[1, inf)",
+    )
+    upsample: str = key(
+        "default",
+        "G's upsampling (default: the arch's own)",
+        choices=("default", "transposed", "nearest", "pixelshuffle"),
+    )
+    spectral_norm: bool = key(False, "spectral normalization on every D layer")
+    d_noise: float = key(
+        0.0, "std of Gaussian noise added to D's input while training D", range="[0, inf)"
+    )
+    d_dropout: float = key(
+        0.0, "dropout after each D conv stage (dcgan uses 0.3 in its presets)", range="[0, 1)"
+    )
+    conditional: bool = key(False, "class-conditional G (label embedding) and D (projection)")
     # -- optimisation -------------------------------------------------------------------------
-    epochs: int = 20  # passes over the training set
-    batch_size: int = 64  # images per step
-    lr_g: float = 2.0e-4  # Adam learning rate of G
-    lr_d: float = 2.0e-4  # Adam learning rate of D
-    beta1: float = 0.5  # Adam beta1 (0.5 is the DCGAN choice)
-    beta2: float = 0.999  # Adam beta2
-    # the learning rates decay exponentially over the whole run to lr_end x lr_g / lr_d, the
-    # same shape at 10 or 1000 epochs (1.0: constant)
-    lr_end: float = 1.0
+    epochs: int = key(20, "passes over the training set", range="[1, inf)", resume=True)
+    batch_size: int = key(64, "images per step", range="[1, inf)")
+    lr_g: float = key(2.0e-4, "Adam learning rate of G", range="(0, inf)", retune=True)
+    lr_d: float = key(2.0e-4, "Adam learning rate of D", range="(0, inf)", retune=True)
+    beta1: float = key(0.5, "Adam beta1 (0.5 is the DCGAN choice)", range="[0, 1)", retune=True)
+    beta2: float = key(0.999, "Adam beta2", range="[0, 1)", retune=True)
+    # the same shape at 10 or 1000 epochs
+    lr_end: float = key(
+        1.0,
+        "the learning rates decay exponentially over the run to lr_end x their start (1.0: off)",
+        range="(0, 1]",
+    )
     # the older per-epoch form (1.0: off), kept so that old configs and checkpoints resume as
     # before; over 1000 epochs 0.85 ends at 1e-71 x: a longer run wants lr_end
-    lr_decay: float = 1.0
-    loss: str = "bce"  # bce (non-saturating) | hinge
-    label_smoothing: float = 0.0  # D's real target is 1 - label_smoothing (bce only)
-    label_noise: float = 0.0  # chance of flipping each of D's real/fake targets (bce only)
-    d_steps: int = 1  # D updates per G update
-    ema_decay: float = 0.999  # EMA of G's weights for sampling and evaluation (0: off)
+    lr_decay: float = key(
+        1.0,
+        "the older per-epoch decay factor of the learning rates (1.0: off); prefer lr_end",
+        range="(0, 1]",
+    )
+    loss: str = key("bce", "bce (non-saturating) or hinge", choices=("bce", "hinge"))
+    label_smoothing: float = key(
+        0.0, "D's real target is 1 - label_smoothing (bce only)", range="[0, 1)", retune=True
+    )
+    label_noise: float = key(
+        0.0,
+        "chance of flipping each of D's real/fake targets (bce only)",
+        range="[0, 1)",
+        retune=True,
+    )
+    d_steps: int = key(1, "D updates per G update", range="[1, inf)")
+    ema_decay: float = key(
+        0.999, "EMA of G's weights for sampling and evaluation (0: off)", range="[0, 1)"
+    )
     # EMA warm-up (StyleGAN2-ADA's ema_rampup): the EMA's half-life, in images, is at most this
     # fraction of the images seen so far, so G_ema tracks G early on (0: the fixed ramp
     # min(ema_decay, (1 + step) / (10 + step)) of older runs)
-    ema_rampup: float = 0.0
+    ema_rampup: float = key(
+        0.0,
+        "EMA warm-up: its half-life is at most this fraction of the images seen (0: a fixed ramp)",
+        range="[0, 1]",
+    )
     # the EMA's half-life as a fraction of the run's G steps, the same share of a 10- or a
     # 1000-epoch run, in place of ema_decay's fixed half-life (0: ema_decay's)
-    ema_horizon: float = 0.0
+    ema_horizon: float = key(
+        0.0,
+        "the EMA's half-life as a fraction of the run's G steps, in place of ema_decay's (0: off)",
+        range="[0, 1]",
+    )
     # -- techniques of the strongest recipes (all off by default) ----------------------------
-    diffaug: str = ""  # DiffAugment on all D sees: comma-separated color,translation,cutout
-    r1_gamma: float = 0.0  # R1 penalty (gamma / 2) E|grad_x D(x)|^2 on real images (0: off)
-    r1_every: int = 16  # lazy R1 (StyleGAN2): every N D steps, weighted by N
+    diffaug: str = key(
+        "", "DiffAugment on all D sees, comma-separated ops ('': off)", subset=DIFFAUG
+    )
+    r1_gamma: float = key(
+        0.0,
+        "R1 penalty (gamma / 2) E|grad_x D(x)|^2 on real images (0: off)",
+        range="[0, inf)",
+        retune=True,
+    )
+    r1_every: int = key(16, "lazy R1 (StyleGAN2): every N D steps, weighted by N", range="[1, inf)")
     # adaptive augmentation (ADA's r_t heuristic): each diffaug op reaches an image with a
     # probability p, raised while the share of real images D calls real (E[sign D(x)]) is above
     # this target (ADA: 0.6) and lowered below it, from 0 (0: every op reaches every image)
-    ada_target: float = 0.0
-    lecam: float = 0.0  # LeCam regularisation of D, its weight (Tseng et al. 2021: 0.3; 0: off)
-    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
-    compile: bool = False  # torch.compile G and D, falling back to eager if it fails
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    seed: int = 0  # same seed + config on CPU gives the same losses
+    ada_target: float = key(
+        0.0,
+        "adaptive DiffAugment: target share of reals D calls real (ADA: 0.6; 0: ops always on)",
+        range="[0, 1)",
+    )
+    lecam: float = key(
+        0.0,
+        "LeCam regularisation of D, its weight (Tseng et al. 2021: 0.3; 0: off)",
+        range="[0, inf)",
+    )
+    # -- hardware and reproducibility ---------------------------------------------------------
+    amp: bool = key(True, "bf16 autocast on CUDA (ignored on CPU)", resume=True)
+    compile: bool = key(
+        False, "torch.compile G and D, falling back to eager if it fails", resume=True
+    )
+    device: str = key("auto", "auto, cpu, cuda or cuda:N", resume=True)
+    seed: int = key(0, "same seed + config on CPU gives the same losses")
     # -- logging, checkpoints, evaluation -----------------------------------------------------
-    sample_every: int = 1  # epochs between sample grids (0: only at the end)
-    checkpoint_every: int = 1  # epochs between checkpoints (0: only at the end)
-    keep_checkpoints: int = 3  # newest checkpoints kept on disk (the best one is kept apart)
-    eval_every: int = 0  # epochs between evaluations (0: only at the end; -1: never)
-    metric: str = "fid"  # fid | fd_domain: the number reported to the tuner and kept best
-    fid_samples: int = 5000  # generated images per evaluation (compare FIDs at equal N only)
-    fid_ref_split: str = "test"  # real statistics from the train or test split
-    fid_weights: str = ""  # local Inception weights file (default: $GAN_FID_WEIGHTS or standard)
+    sample_every: int = key(
+        1, "epochs between sample grids (0: only at the end)", range="[0, inf)", resume=True
+    )
+    checkpoint_every: int = key(
+        1, "epochs between checkpoints (0: only at the end)", range="[0, inf)", resume=True
+    )
+    keep_checkpoints: int = key(
+        3,
+        "newest checkpoints kept on disk (the best one is kept apart)",
+        range="[1, inf)",
+        resume=True,
+    )
+    eval_every: int = key(
+        0,
+        "epochs between evaluations (0: only at the end; -1: never)",
+        range="[-1, inf)",
+        resume=True,
+    )
+    metric: str = key(
+        "fid",
+        "the number reported to the tuner and kept best (fd_domain: in-domain, offline)",
+        choices=("fid", "fd_domain"),
+        resume=True,
+        input=True,
+        search=False,
+    )
+    fid_samples: int = key(
+        5000,
+        "generated images per evaluation (compare FIDs at equal N only)",
+        range="[2, inf)",
+        resume=True,
+    )
+    fid_ref_split: str = key(
+        "test",
+        "real statistics from the train or test split",
+        choices=("train", "test"),
+        resume=True,
+    )
+    fid_weights: str = key(
+        "",
+        "local Inception weights file (default: $GAN_FID_WEIGHTS or the standard download)",
+        resume=True,
+        path=True,
+        input=True,
+    )
     # torch.compile Inception with its weights frozen: faster FID evaluations after a one-off
     # compile (README, Benchmarks: the FID row), falling back to eager if it fails
-    fid_compile: bool = False
-    kid: bool = False  # also compute KID at each evaluation
-    prc: bool = False  # also compute precision/recall (needs VGG16 weights)
+    fid_compile: bool = key(
+        False,
+        "torch.compile Inception, weights frozen: faster evaluations after a one-off compile",
+        resume=True,
+    )
+    kid: bool = key(False, "also compute KID at each evaluation", resume=True, input=True)
+    prc: bool = key(False, "also compute precision/recall (needs VGG16 weights)", resume=True)
 
 
 FIELDS = {f.name: f for f in fields(Config)}
+_HINTS = typing.get_type_hints(Config)
+# each key's metadata; a field declared without key() gets the defaults (and no doc line, which
+# tests/test_config_keys.py refuses): fixed on resume, not a path, not data, searchable
+META = {k: {**key(None, "").metadata, **f.metadata} for k, f in FIELDS.items()}
+
+
+def keys_where(flag: str) -> tuple[str, ...]:
+    """The config keys whose metadata sets `flag` (resume, retune, path, input, data), in order."""
+    return tuple(k for k, meta in META.items() if meta[flag])
+
+
+CHOICES = {k: meta["choices"] for k, meta in META.items() if meta["choices"]}
 # keys a run may resume under new values and go on from its checkpoint (optimiser moments kept):
 # what a Population Based Training exploit mutates, or a user lowers for the rest of a run
-RETUNABLE = ("lr_g", "lr_d", "beta1", "beta2", "r1_gamma", "label_smoothing", "label_noise")
-DIFFAUG = ("color", "translation", "cutout")  # gan.diffaug.OPS, named here without torch
-ARCH_NAMES = ("baseline", "modified", "dcgan", "resnet")  # gan.models.ARCHS, without torch
-_HINTS = typing.get_type_hints(Config)
-CHOICES = {
-    "dataset": ("fashion_mnist", "mnist", "cifar10", "folder", "zip"),
-    "upsample": ("default", "transposed", "nearest", "pixelshuffle"),
-    "loss": ("bce", "hinge"),
-    "metric": ("fid", "fd_domain"),
-    "fid_ref_split": ("train", "test"),
-    "arch": ARCH_NAMES,
-}
+RETUNABLE = keys_where("retune")
+# keys that may change when a run resumes (gan.train.check_resumable); any other would make
+# the checkpoint meaningless. RETUNABLE keys apply from the resumed epoch on (TrainState.retune)
+RESUMABLE = frozenset(keys_where("resume"))
+PATH_KEYS = keys_where("path")  # tune trials run in their own cwd: made absolute first
+INPUT_KEYS = keys_where("input")  # what a trial reads: a tune checks each searched value first
+NOT_SEARCHABLE = tuple(k for k, meta in META.items() if not meta["search"])
+DATA_KEYS = keys_where("data")  # what names the prepared data (gan.data.data_key)
 
 # named protocols: the settings under which a FID compares with published numbers
 PROTOCOLS = {
@@ -190,64 +385,50 @@ def _coerce(key: str, value: object) -> object:
     raise bad
 
 
+def _outside(text: str, value: float) -> str | None:
+    """Why value lies outside the interval `text` ("[0, 1)", "(0, inf)"), or None if inside."""
+    low, high = (float(v) for v in text[1:-1].split(","))
+    closed_low, closed_high = text[0] == "[", text[-1] == "]"
+    if (value >= low if closed_low else value > low) and (
+        value <= high if closed_high else value < high
+    ):
+        return None
+    if high < math.inf:
+        return f"must be in {text}"
+    if low == 0:
+        return "must not be negative" if closed_low else "must be positive"
+    return f"must be at least {low:g}" if closed_low else f"must be above {low:g}"
+
+
 def _check(cfg: Config) -> Config:
-    for key, allowed in CHOICES.items():
-        if getattr(cfg, key) not in allowed:
-            raise GanError(f"config key '{key}': {getattr(cfg, key)!r} is not one of {allowed}")
-    positive = ("image_size", "latent_dim", "width", "epochs", "batch_size", "d_steps", "r1_every")
-    positive += ("zip_member_max_bytes", "zip_max_bytes")
-    for key in positive:
-        if getattr(cfg, key) < 1:
-            raise GanError(f"config key '{key}': must be at least 1, got {getattr(cfg, key)}")
-    if cfg.channels not in (1, 3):
-        raise GanError(f"config key 'channels': must be 1 or 3, got {cfg.channels}")
-    if cfg.image_size < 8:
-        raise GanError(f"config key 'image_size': must be at least 8, got {cfg.image_size}")
-    for key in ("lr_g", "lr_d"):
-        if not getattr(cfg, key) > 0:
-            raise GanError(f"config key '{key}': must be positive, got {getattr(cfg, key)}")
-    unit = ("beta1", "beta2", "label_smoothing", "label_noise", "ema_decay", "zoom", "d_dropout")
-    unit += ("ada_target",)
-    for key in unit:
-        if not 0.0 <= getattr(cfg, key) < 1.0:
-            raise GanError(f"config key '{key}': must be in [0, 1), got {getattr(cfg, key)}")
-    if not 0.0 <= cfg.holdout < 0.9:
-        raise GanError(f"config key 'holdout': must be in [0, 0.9), got {cfg.holdout}")
-    for key in ("lr_decay", "lr_end"):
-        if not 0.0 < getattr(cfg, key) <= 1.0:
-            raise GanError(f"config key '{key}': must be in (0, 1], got {getattr(cfg, key)}")
+    # each key alone, as its field declares
+    for key, meta in META.items():
+        value = getattr(cfg, key)
+        if meta["choices"] and value not in meta["choices"]:
+            raise GanError(f"config key '{key}': {value!r} is not one of {meta['choices']}")
+        if meta["subset"]:
+            ops = [p for p in value.replace(" ", "").split(",") if p]
+            if set(ops) - set(meta["subset"]) or len(ops) != len(set(ops)):
+                allowed = ",".join(meta["subset"])
+                raise GanError(
+                    f"config key '{key}': {value!r}; use a comma-separated subset of "
+                    f"{', '.join(meta['subset'])} (e.g. {key}={allowed}) or '' for off"
+                )
+        why = meta["range"] and _outside(meta["range"], value)
+        if why:
+            raise GanError(f"config key '{key}': {why}, got {value}")
+    # keys together
     if cfg.lr_decay < 1.0 and cfg.lr_end < 1.0:
         raise GanError(
             f"config keys 'lr_decay' ({cfg.lr_decay}) and 'lr_end' ({cfg.lr_end}) both decay "
             "the learning rates; keep lr_end (the decay over the whole run) and set lr_decay=1.0"
         )
-    policy = [p for p in cfg.diffaug.replace(" ", "").split(",") if p]
-    bad = sorted(set(policy) - set(DIFFAUG))
-    if bad or len(policy) != len(set(policy)):
-        raise GanError(
-            f"config key 'diffaug': {cfg.diffaug!r}; use a comma-separated subset of "
-            f"{', '.join(DIFFAUG)} (e.g. diffaug=color,translation,cutout) or '' for off"
-        )
-    for key in ("ema_rampup", "ema_horizon"):
-        if not 0.0 <= getattr(cfg, key) <= 1.0:
-            raise GanError(f"config key '{key}': must be in [0, 1], got {getattr(cfg, key)}")
-    if cfg.ada_target > 0 and not policy:
+    if cfg.ada_target > 0 and not cfg.diffaug.strip(", "):
         raise GanError(
             f"config key 'ada_target': {cfg.ada_target} adapts how often the diffaug ops apply, "
             "and diffaug is off; set diffaug (e.g. diffaug=color,translation,cutout) or "
             "ada_target=0"
         )
-    for key in ("limit", "rotate", "d_noise", "sample_every", "checkpoint_every", "r1_gamma"):
-        if getattr(cfg, key) < 0:
-            raise GanError(f"config key '{key}': must not be negative, got {getattr(cfg, key)}")
-    if cfg.lecam < 0:
-        raise GanError(f"config key 'lecam': must not be negative, got {cfg.lecam}")
-    if cfg.keep_checkpoints < 1:
-        raise GanError("config key 'keep_checkpoints': must be at least 1")
-    if cfg.eval_every < -1:
-        raise GanError("config key 'eval_every': must be -1 (never), 0 (at the end) or positive")
-    if cfg.fid_samples < 2:
-        raise GanError("config key 'fid_samples': FID needs at least 2 samples")
     if cfg.balanced and not cfg.limit:
         raise GanError("config key 'balanced': draws a subset of `limit` images; set limit=N")
     if cfg.dataset in ("folder", "zip") and not cfg.data_path:
@@ -328,3 +509,89 @@ def to_dict(cfg: Config) -> dict:
 def save_config(cfg: Config, path: str | Path) -> None:
     """Write the resolved config as YAML."""
     Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+# -- the key table (docs/config.md) -------------------------------------------------------------
+
+# the sections of Config, named by their first key
+SECTIONS = {
+    "name": "Run",
+    "dataset": "Data",
+    "arch": "Model",
+    "epochs": "Optimisation",
+    "diffaug": "Techniques of the strongest recipes (all off by default)",
+    "amp": "Hardware and reproducibility",
+    "sample_every": "Logging, checkpoints, evaluation",
+}
+
+
+def _yaml(value: object) -> str:
+    """A value as it is written in YAML and `--set`."""
+    if isinstance(value, tuple):
+        value = list(value)
+    return yaml.safe_dump(value, default_flow_style=True).removesuffix("\n...\n").strip()
+
+
+def _values(name: str) -> str:
+    meta, kind = META[name], _HINTS[name]
+    if meta["choices"]:
+        return ", ".join(_yaml(v) for v in meta["choices"])
+    if meta["subset"]:
+        return f"comma-separated subset of {', '.join(meta['subset'])}"
+    if meta["range"]:
+        return meta["range"]
+    if kind is bool:
+        return "true, false"
+    if meta["path"]:
+        return "path"
+    return "list of labels" if kind is not str else "text"
+
+
+def key_table() -> str:
+    """The config keys as Markdown tables, one per section: key, default, values, on resume,
+    what it does."""
+    lines = []
+    for name, f in FIELDS.items():
+        if name in SECTIONS:
+            lines += ["", f"### {SECTIONS[name]}", ""]
+            lines += [
+                "| key | default | values | on resume | what it does |",
+                "|---|---|---|---|---|",
+            ]
+        meta = META[name]
+        resume = "retuned" if meta["retune"] else "may change" if meta["resume"] else "fixed"
+        cells = [f"`{name}`", f"`{_yaml(f.default)}`", _values(name), resume, meta["doc"]]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+PAGE = """# Config keys
+
+Generated from `gan/config.py` by `python -m gan.config docs/config.md`; edit the fields there,
+not this page.
+
+Every key is one field of `gan.config.Config`, with the same name in YAML files (`--config`),
+presets (`--preset`), `--set key=value` overrides (applied in that order) and a tune's `base:`
+and `search:`. Unknown keys, wrong types and values outside the ones listed are refused naming
+the key. Write floats as `1.0e-4` in YAML (`1e-4` is read as a string, and converted).
+
+*On resume*: a run resumed from its checkpoints (`gan train --out DIR`, a tune trial's retry)
+may change only the keys marked *may change* (where they go, how often it logs and evaluates,
+how long it runs); *retuned* keys also apply from the resumed epoch on, with the optimiser's
+state kept (what Population Based Training mutates). Any other change is refused.
+
+"""
+
+
+def config_page() -> str:
+    """The text of docs/config.md."""
+    return PAGE + key_table()
+
+
+if __name__ == "__main__":  # python -m gan.config [docs/config.md]: write (or print) the page
+    import sys
+
+    if len(sys.argv) > 1:
+        Path(sys.argv[1]).write_text(config_page())
+    else:
+        sys.stdout.write(config_page())

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from gan.config import Config, GanError
+from gan.config import DATA_KEYS, FIELDS, Config, GanError, to_dict
 from gan.io import atomic_save, file_lock
 from gan.sources import (
     convert_channels,
@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 
 HOLDOUT_SEED = 20240601  # fixed, not cfg.seed: every trial must see the same held-out images
 PREPARED_VERSION = 2  # bump when the preparation below changes, to invalidate caches
+# the data keys data_key names the first way (image_size as "size", limit and balanced for the
+# train split only, holdout for folder/zip only), kept so that older caches keep their names
+NAMED = ("dataset", "data_path", "classes", "image_size", "channels", "limit", "holdout")
+NAMED += ("balanced",)
 
 
 @dataclass
@@ -58,6 +62,10 @@ def data_key(cfg: Config, split: str) -> str:
     }
     if cfg.balanced and split == "train":  # only when on: the keys of older runs stay valid
         parts["balanced"] = True
+    values = to_dict(cfg)
+    for key in DATA_KEYS:  # a later data key (data=True) joins only when set off its default
+        if key not in NAMED and getattr(cfg, key) != FIELDS[key].default:
+            parts[key] = values[key]
     digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
     return f"{cfg.dataset}-{split}-{cfg.image_size}px-{cfg.channels}c-{digest}"
 

@@ -17,7 +17,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from gan import checkpoint as ck
 from gan.checkpoint import resolve_device
-from gan.config import RETUNABLE, Config, GanError, make_config, save_config, to_dict
+from gan.config import RESUMABLE, Config, GanError, make_config, save_config, to_dict
 from gan.data import load_split
 from gan.runlog import (
     Progress,
@@ -36,29 +36,6 @@ from gan.steps import Nets, train_epoch
 log = logging.getLogger(__name__)
 
 Report = Callable[[dict, "str | None"], None]
-# keys that may change when a run resumes; anything else would make the checkpoint meaningless
-RESUMABLE = {
-    "name",
-    "epochs",
-    "eval_every",
-    "sample_every",
-    "checkpoint_every",
-    "keep_checkpoints",
-    "device",
-    "amp",
-    "compile",
-    "data_dir",
-    "fid_samples",
-    "fid_ref_split",
-    "fid_weights",
-    "fid_compile",
-    "kid",
-    "prc",
-    "metric",
-    "zip_member_max_bytes",
-    "zip_max_bytes",
-    *RETUNABLE,  # the new values apply from the resumed epoch on (TrainState.retune)
-}
 # an epoch's mean |d_loss| or |g_loss| beyond this is divergence: healthy tiny runs (bce and
 # hinge, lr 2e-4 to 1e-2) measured losses of 0 to 2, runs at lr 1e3 measured 1e13 to 1e15
 DIVERGE_LOSS = 1.0e4
@@ -76,7 +53,8 @@ def divergence(stats: dict) -> str | None:
 
 
 def check_resumable(saved: Config, cfg: Config, run_dir: Path) -> None:
-    """Refuse to resume a run with a different model, data or optimiser."""
+    """Refuse to resume a run with a different model, data or optimiser: only the keys whose
+    field says resume=True (gan.config.RESUMABLE) may change."""
     a, b = to_dict(saved), to_dict(cfg)
     changed = sorted(k for k in a if k not in RESUMABLE and a[k] != b[k])
     if changed:

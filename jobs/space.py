@@ -3,10 +3,9 @@ with one of the forms choice, grid_search, uniform, loguniform or randint."""
 
 from __future__ import annotations
 
-from gan.config import FIELDS, Config, GanError, make_config, to_dict
+from gan.config import FIELDS, NOT_SEARCHABLE, Config, GanError, make_config, to_dict
 
 FORMS = ("choice", "grid_search", "uniform", "loguniform", "randint")
-NOT_SEARCHABLE = ("metric", "name")  # one metric to compare by; one experiment name
 # the optional package a tune feature imports -> the gan extra that installs it
 EXTRA = {"optuna": "optuna", "mlflow": "mlflow", "wandb": "wandb", "sklearn": "pb2"}
 

@@ -99,7 +99,7 @@ def remember_experiment(exp_path: str, tune_yaml: bytes | None) -> None:
 
 
 # keys whose searched values change what a trial reads: each listed value is checked up front
-INPUT_KEYS = ("dataset", "data_path", "data_dir", "classes", "fid_weights", "metric", "kid")
+from gan.config import INPUT_KEYS  # noqa: E402  (the fields with input=True)
 
 
 def preflight(spec: Spec) -> None:

@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from gan.config import Config, GanError, make_config, read_yaml, to_dict
+from gan.config import PATH_KEYS, Config, GanError, make_config, read_yaml, to_dict
 from jobs.schedule import POPULATION, parse_scheduler
 from jobs.space import _int, _needs, _number, search_space
 
@@ -56,7 +56,6 @@ TOP_KEYS = (
 )
 SEARCHERS = ("random", "grid", "optuna")
 LOGGERS = {"mlflow": "mlflow", "wandb": "wandb"}  # logger -> the module it needs
-PATH_KEYS = ("data_dir", "data_path", "fid_weights")  # trials run in their own cwd: made absolute
 
 
 @dataclass(frozen=True)
@@ -86,7 +85,8 @@ class Spec:
 
 
 def resolve_paths(values: dict, cwd: Path | None = None) -> dict:
-    """Make data_dir, data_path and fid_weights absolute (relative to the driver's cwd)."""
+    """Make the path keys (data_dir, data_path, fid_weights: gan.config.PATH_KEYS) absolute,
+    relative to the driver's cwd: trials run in their own directories."""
     cwd = Path.cwd() if cwd is None else cwd
     out = dict(values)
     for key in PATH_KEYS:
