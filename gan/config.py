@@ -55,7 +55,7 @@ def key(
 
 DIFFAUG = ("color", "translation", "cutout")  # gan.diffaug.POLICIES, named here without torch
 ARCH_NAMES = ("baseline", "modified", "dcgan", "resnet")  # gan.models.ARCHS, without torch
-DATASETS = ("fashion_mnist", "mnist", "cifar10", "folder", "zip")
+DATASETS = ("fashion_mnist", "mnist", "cifar10", "folder", "zip", "fake")
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ class Config:
     # -- data ---------------------------------------------------------------------------------
     dataset: str = key(
         "fashion_mnist",
-        "where images come from: a torchvision set, an image folder or a ZIP archive",
+        "where images come from (fake: seeded class-conditional noise, for smoke runs)",
         choices=DATASETS,
         input=True,
         data=True,
@@ -433,6 +433,14 @@ def _check(cfg: Config) -> Config:
         raise GanError("config key 'balanced': draws a subset of `limit` images; set limit=N")
     if cfg.dataset in ("folder", "zip") and not cfg.data_path:
         raise GanError(f"config key 'data_path': dataset '{cfg.dataset}' needs data_path=PATH")
+    if cfg.dataset == "fake" and (cfg.metric == "fid" or cfg.kid):
+        # a FID (or KID) of noise against noise would be reported as a real, even standard, one
+        key = "metric" if cfg.metric == "fid" else "kid"
+        raise GanError(
+            f"config key '{key}': dataset 'fake' is seeded noise, with no real images to "
+            "compare an Inception FID or KID with; set metric=fd_domain (the in-domain "
+            "distance, never a standard number) and kid=false"
+        )
     return cfg
 
 

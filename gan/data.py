@@ -1,4 +1,5 @@
-"""Datasets as one uint8 tensor: Fashion-MNIST, MNIST, CIFAR-10, image folders and ZIP archives."""
+"""Datasets as one uint8 tensor: Fashion-MNIST, MNIST, CIFAR-10, image folders, ZIP archives, and
+seeded fake images for runs without any data."""
 
 from __future__ import annotations
 
@@ -30,6 +31,9 @@ PREPARED_VERSION = 2  # bump when the preparation below changes, to invalidate c
 # train split only, holdout for folder/zip only), kept so that older caches keep their names
 NAMED = ("dataset", "data_path", "classes", "image_size", "channels", "limit", "holdout")
 NAMED += ("balanced",)
+FAKE_SEED = 20240602  # dataset=fake: the same images for every run and trial
+FAKE_SIZES = {"train": 1024, "test": 256}  # images per split
+FAKE_CLASSES = 10
 
 
 @dataclass
@@ -81,6 +85,8 @@ def _prepare(cfg: Config, split: str) -> Images:
         idx = idx.sort().values
         images = images[idx]
         labels = labels[idx] if labels is not None else None
+    elif cfg.dataset == "fake":
+        images, labels, names = fake_images(cfg, split)
     else:
         images, labels, names = read_torchvision(cfg, split)
     if cfg.classes:
@@ -112,6 +118,22 @@ def _prepare(cfg: Config, split: str) -> Images:
         # the split is resized alone (the whole training split at 100 px RGB is 1.8 GB)
         images = convert_channels(resize(images, cfg.image_size), cfg.channels)
     return Images(images.contiguous(), labels, list(names) if labels is not None else [], skipped)
+
+
+def fake_images(cfg: Config, split: str) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """(images uint8 (N, C, H, W), labels, class names) of dataset=fake: each class a fixed smooth
+    random pattern (the same in both splits) plus noise of each image's own, at the configured
+    size and channels, from fixed seeds; for smoke runs, not a measure of anything."""
+    size, channels = cfg.image_size, cfg.channels
+    gen = torch.Generator().manual_seed(FAKE_SEED)
+    patterns = torch.rand(FAKE_CLASSES, channels, 4, 4, generator=gen)  # (K, C, 4, 4)
+    patterns = F.interpolate(patterns, size=(size, size), mode="bilinear", align_corners=False)
+    gen = torch.Generator().manual_seed(FAKE_SEED + (split == "test"))
+    n = FAKE_SIZES[split]
+    labels = torch.randperm(n, generator=gen) % FAKE_CLASSES  # (N,), every class n / K times
+    noise = torch.rand(n, channels, size, size, generator=gen)  # (N, C, H, W)
+    images = (0.7 * patterns[labels] + 0.3 * noise).mul(255).round().to(torch.uint8)
+    return images, labels, [f"fake-{k}" for k in range(FAKE_CLASSES)]
 
 
 def balanced_draw(labels: torch.Tensor | None, n: int, cfg: Config) -> torch.Tensor:

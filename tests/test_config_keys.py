@@ -46,8 +46,11 @@ def test_retunable_keys_are_those_of_before():
     assert set(RETUNABLE) == set(RETUNABLE_BEFORE) and len(RETUNABLE) == len(RETUNABLE_BEFORE)
 
 
-def test_choices_are_those_of_before():
-    assert {k: v for k, v in CHOICES.items() if k != "channels"} == CHOICES_BEFORE
+def test_choices_are_those_of_before_and_fake():
+    assert {k: v for k, v in CHOICES.items() if k != "channels"} == {
+        **CHOICES_BEFORE,
+        "dataset": (*CHOICES_BEFORE["dataset"], "fake"),
+    }
 
 
 def test_tune_keys_are_those_of_before():

@@ -1,5 +1,7 @@
 """Data: real Fashion-MNIST, folders, ZIPs, conversions, bad files and augmentation."""
 
+import json
+import math
 import zipfile
 from pathlib import Path
 
@@ -193,3 +195,56 @@ def test_unwritable_data_dir_is_a_clear_error(tmp_path, tiny):
     blocker.write_text("not a directory")
     with pytest.raises(GanError, match="config key 'data_dir'.*--set data_dir=DIR"):
         load_split(tiny(data_dir=str(blocker / "data")), "train")
+
+
+# -- dataset=fake: smoke runs without any data --------------------------------------------------
+
+
+def test_fake_images_are_seeded_class_conditional_and_sized(tmp_path):
+    from gan.config import make_config
+
+    cfg = make_config(
+        {
+            "dataset": "fake",
+            "metric": "fd_domain",
+            "image_size": 20,
+            "channels": 3,
+            "data_dir": str(tmp_path / "a"),
+        }
+    )
+    train, test = load_split(cfg, "train"), load_split(cfg, "test")
+    assert train.images.shape == (1024, 3, 20, 20) and train.images.dtype == torch.uint8
+    assert len(test) == 256 and train.num_classes == test.num_classes == 10
+    assert torch.bincount(train.labels).tolist() == [103] * 4 + [102] * 6  # n / 10 each
+    again = load_split(make_config({"data_dir": str(tmp_path / "b")}, base=cfg), "train")
+    assert torch.equal(again.images, train.images) and torch.equal(again.labels, train.labels)
+    assert not torch.equal(test.images[:10], train.images[:10])  # the splits hold other images
+    # the class is in the image: each class's mean image is nearer its own images than others'
+    x = train.images.float().flatten(1)
+    means = torch.stack([x[train.labels == c].mean(0) for c in range(10)])
+    nearest = torch.cdist(test.images.float().flatten(1), means).argmin(1)
+    assert (nearest == test.labels).float().mean() > 0.9
+    # the common filters apply as to any dataset
+    some = load_split(make_config({"classes": [2, 5], "limit": 50}, base=cfg), "train")
+    assert len(some) == 50 and set(some.labels.tolist()) <= {0, 1}
+    assert some.class_names == ["fake-2", "fake-5"]
+
+
+def test_fake_refuses_an_inception_fid(tmp_path):
+    from gan.config import make_config
+
+    for values in ({}, {"metric": "fd_domain", "kid": True}):
+        with pytest.raises(GanError, match="dataset 'fake' is seeded noise.*metric=fd_domain"):
+            make_config({"dataset": "fake", **values})
+
+
+def test_gan_train_runs_one_epoch_on_fake_data(tmp_path):
+    from gan.cli import main
+
+    out = tmp_path / "run"  # the smoke preset: dataset=fake, one epoch, metric=fd_domain
+    args = ["--preset", "smoke", "--out", str(out), "--set", f"data_dir={tmp_path / 'd'}"]
+    assert main(["train", *args]) == 0
+    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    evals = [row for row in rows if row["kind"] == "eval"]
+    assert evals and math.isfinite(evals[-1]["fd_domain"]) and "fid" not in evals[-1]
+    assert (out / "checkpoints").is_dir() and not list(tmp_path.glob("d/torchvision"))
