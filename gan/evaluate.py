@@ -16,10 +16,11 @@ from pathlib import Path
 import torch
 from torchvision.utils import make_grid, save_image
 
-from gan.checkpoint import find_checkpoint, load_generator, resolve_device
+from gan.checkpoint import find_checkpoint, load_generator
 from gan.classifier import domain_classifier, mean_pairwise_distance, predict
 from gan.config import PROTOCOLS, Config, GanError, make_config, parse_overrides, to_dict
 from gan.data import data_key, load_split, to_float
+from gan.device import resolve_device
 from gan.metrics import Evaluator, Weights, make_evaluator
 from gan.sampling import EVAL_SEED, sample
 from gan.utility import memorisation, utility

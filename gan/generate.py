@@ -13,8 +13,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from gan.checkpoint import find_checkpoint, load_generator, resolve_device
+from gan.checkpoint import find_checkpoint, load_generator
 from gan.config import GanError
+from gan.device import resolve_device
 from gan.sampling import (
     check_seed,
     folder_name,

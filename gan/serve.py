@@ -14,8 +14,9 @@ from pathlib import Path
 
 import torch
 
-from gan.checkpoint import find_checkpoint, load_generator, resolve_device
+from gan.checkpoint import find_checkpoint, load_generator
 from gan.config import GanError
+from gan.device import resolve_device
 from gan.sampling import (
     MAX_SEED,
     grid,

@@ -16,9 +16,9 @@ import torch.nn as nn
 from torch.utils.tensorboard import SummaryWriter
 
 from gan import checkpoint as ck
-from gan.checkpoint import resolve_device
 from gan.config import RESUMABLE, Config, GanError, make_config, save_config, to_dict
 from gan.data import load_split
+from gan.device import resolve_device
 from gan.runlog import (
     Progress,
     epoch_row,
