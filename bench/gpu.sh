@@ -4,7 +4,7 @@
 #   bash bench/gpu.sh --prepare      here, once: .whl/ (torch-fidelity's wheel) and .fmnist/ (the
 #                                    IDX files), both git-ignored, to carry to the GPU machine
 #   bash bench/gpu.sh                there, from the repo root: the CUDA tests (pytest -m gpu),
-#                                    then bench/run.py --only train,fid,mfu,packing,quality --quick;
+#                                    then python -m bench train fid mfu packing quality --quick;
 #                                    the JSON and both logs land in $OUT (default bench/results/)
 #   bash bench/gpu.sh --smoke        the same plumbing on a CPU, with the fid row only
 # Nothing here needs Ray: trial packing runs plain processes, as Ray's fractional GPUs do.
@@ -42,8 +42,7 @@ mkdir -p "$data/cache"
 export GAN_FID_WEIGHTS="$data/cache/random-inception.pth"
 python3 -c "
 import sys; from pathlib import Path
-sys.path.insert(0, 'tests')
-from fixtures_fid import build_random_inception
+from bench.inception import build_random_inception
 build_random_inception(Path(sys.argv[1]), Path(sys.argv[2]))" "$GAN_FID_WEIGHTS" "$GAN_FMNIST_DIR"
 
 set +e
@@ -51,7 +50,7 @@ timeout 180 python3 -m pytest -q -m gpu tests/test_gpu.py 2>&1 | tee "$out/gpu-t
 tests=${PIPESTATUS[0]}
 rows=train,fid,mfu,packing,quality
 [[ $smoke == 1 ]] && rows=fid
-timeout 330 python3 bench/run.py --only "$rows" --quick --data-dir "$data" \
+timeout 330 python3 -m bench --only "$rows" --quick --data-dir "$data" \
   --recipes fmnist,seed001-v2 2>&1 | tee "$out/gpu-bench.log"
 bench=${PIPESTATUS[0]}
 set -e

@@ -1,15 +1,12 @@
 """The quality bench's arithmetic: ratios to the reference at equal epochs and equal seconds."""
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-
-from bench_quality import ratios, recipe_key  # noqa: E402
-
-from gan.config import make_config  # noqa: E402
+from bench.common import recipe_key
+from bench.rows.quality import ratios
+from gan.config import make_config
 
 
 def _curve(fds, seconds):
@@ -47,7 +44,7 @@ def test_recipe_key_ignores_name_epochs_and_defaults():
 def test_quick_report_tables_come_from_the_json():
     import json
 
-    from report_quick import quick_table, screen_table
+    from bench.report.quick import quick_table, screen_table
 
     root = Path(__file__).resolve().parents[1]
     data = json.loads((root / "bench" / "results" / "cpu-20261201-191617.json").read_text())
@@ -64,7 +61,7 @@ def test_quick_report_tables_come_from_the_json():
 
 
 def test_the_budget_table_compares_full_curves_at_one_cpu_budget():
-    from report_quality import at_budget, budget_table
+    from bench.report.quality import at_budget, budget_table
 
     quality = {
         "epochs": 2,
@@ -84,7 +81,7 @@ def test_the_budget_table_compares_full_curves_at_one_cpu_budget():
 
 
 def test_every_recipe_gets_its_curve_and_ratios_to_the_same_reference(tmp_path, monkeypatch):
-    import bench_quality as bq
+    import bench.rows.quality as bq
 
     def curve(fds):
         return [{**r, "class_coverage_min": 0.1} for r in _curve(fds, [10.0, 20.0])]

@@ -1,14 +1,10 @@
 """The tuning-efficiency bench's bookkeeping: trial-epochs to within 5%, the budget, the table."""
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-
-from bench_search import grid, key, summary  # noqa: E402
-from report_search import plot, table  # noqa: E402
+from bench.report.plots import search as plot
+from bench.report.search import methods_table as table
+from bench.rows.search import grid, key, summary
 
 
 def test_summary_counts_trial_epochs_to_within_five_percent():

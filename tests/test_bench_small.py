@@ -1,14 +1,10 @@
 """The limited-data bench's summaries and report tables, from curves of the JSON's shape."""
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-
-from bench_small import gan_config, summary  # noqa: E402
-from report_small import curve_table, plot, summary_table  # noqa: E402
+from bench.report.plots import small as plot
+from bench.report.small import curve_table, summary_table
+from bench.rows.small import gan_config, summary
 
 
 def _curve(fds, every=50, size=1000):

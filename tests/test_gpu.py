@@ -3,8 +3,6 @@ AMP, channels_last and torch.compile, FID on the GPU against the CPU, and 4 tria
 packed on one GPU."""
 
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -43,8 +41,7 @@ def test_fid_on_the_gpu_matches_the_cpu(fid_cfg):
 
 
 def test_four_trial_processes_train_side_by_side_on_one_gpu(tmp_path, tiny):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-    from run import bench_packing
+    from bench.rows.packing import bench_packing
 
     data_dir = str(tiny().data_dir)
     rows = bench_packing(counts=(1, 4), seconds=3.0, data_dir=data_dir)

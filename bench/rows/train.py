@@ -4,57 +4,27 @@ The reference is the loop of pytorch/examples dcgan/main.py: a torchvision datas
 image through PIL transforms, a DataLoader with 2 workers, separate backward passes for the
 real and fake halves of D's loss, D not frozen during the G step, and `.item()` on every step.
 Both run the same G and D (the `fmnist` preset's model) on the same images in the same process;
-the textbook loop runs the residual blocks as they are written in SNGAN's code (`plain_blocks`:
-upsample then convolve, convolve then pool), gan's loop as gan.resnet computes them.
+the textbook loop runs the residual blocks as they are written in SNGAN's code (gan.resnet's
+fused=False: upsample then convolve, convolve then pool), gan's loop as gan.resnet computes them
+by default. `python -m bench train`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import time
-from collections.abc import Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from gan.checkpoint import resolve_device
 from gan.config import load_config
 from gan.data import load_split
+from gan.device import resolve_device
 from gan.models import build_models
-from gan.resnet import DBlock, GBlock
+from gan.resnet import set_fused
 from gan.steps import Nets, train_epoch
-
-
-def _plain_g(self: GBlock, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-    h = F.relu(self.bn1(x, y) if self.cond else self.bn1(x))
-    h = self.conv1(F.interpolate(h, scale_factor=2.0, mode="nearest"))
-    h = self.conv2(F.relu(self.bn2(h, y) if self.cond else self.bn2(h)))
-    return h + self.skip(F.interpolate(x, scale_factor=2.0, mode="nearest"))
-
-
-def _plain_d(self: DBlock, x: torch.Tensor) -> torch.Tensor:
-    h = self.conv2(F.relu(self.conv1(x if self.first else F.relu(x))))
-    if not self.down:
-        return h + self.skip(x)
-    if self.first:
-        return F.avg_pool2d(h, 2) + self.skip(F.avg_pool2d(x, 2))
-    return F.avg_pool2d(h, 2) + F.avg_pool2d(self.skip(x), 2)
-
-
-@contextlib.contextmanager
-def plain_blocks() -> Iterator[None]:
-    """Within: the residual blocks run as SNGAN's code writes them (nearest upsampling, then a
-    3x3 conv; a 3x3 conv, then average pooling; the shortcut conv on the full-size side), the
-    same function and parameters as gan.resnet's fused blocks."""
-    saved = GBlock.forward, DBlock.forward
-    GBlock.forward, DBlock.forward = _plain_g, _plain_d
-    try:
-        yield
-    finally:
-        GBlock.forward, DBlock.forward = saved
 
 
 class TextbookDataset(torch.utils.data.Dataset):
@@ -120,7 +90,7 @@ def bench_train(
     results = {}
 
     torch.manual_seed(0)
-    G, D = (m.to(dev) for m in build_models(cfg))
+    G, D = (set_fused(m.to(dev), False) for m in build_models(cfg))  # the blocks as SNGAN's code
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
     ds = TextbookDataset(
@@ -133,8 +103,7 @@ def bench_train(
     best = 0.0
     for _ in range(epochs):
         t0 = time.perf_counter()
-        with plain_blocks():
-            seen = textbook_epoch(G, D, opt_g, opt_d, loader, cfg.latent_dim, dev)
+        seen = textbook_epoch(G, D, opt_g, opt_d, loader, cfg.latent_dim, dev)
         if dev.type == "cuda":
             torch.cuda.synchronize()
         best = max(best, seen / (time.perf_counter() - t0))
@@ -143,8 +112,7 @@ def bench_train(
     real = data.images.to(dev)
     results["gan_img_s"] = _gan_img_s(cfg, real, epochs, compiled=False)
     if cfg.arch == "resnet":  # gan's loop alone: the blocks as the textbook runs them
-        with plain_blocks():
-            results["gan_plain_blocks_img_s"] = _gan_img_s(cfg, real, epochs, compiled=False)
+        results["gan_plain_blocks_img_s"] = _gan_img_s(cfg, real, epochs, False, fused=False)
         results["speedup_plain_blocks"] = (
             results["gan_plain_blocks_img_s"] / results["textbook_img_s"]
         )
@@ -164,15 +132,17 @@ def bench_train(
     return results
 
 
-def _gan_img_s(cfg, real: torch.Tensor, epochs: int, compiled: bool) -> float:
+def _gan_img_s(cfg, real: torch.Tensor, epochs: int, compiled: bool, fused: bool = True) -> float:
     """Best img/s of gan's train_epoch over `epochs` epochs of `real`, EMA off (the textbook loop
-    has none); `compiled`: G and D as train() compiles them (D eager under spectral norm)."""
+    has none); `compiled`: G and D as train() compiles them (D eager under spectral norm);
+    fused=False: the residual blocks run plain."""
     from gan.train import compile_d, maybe_compile
 
     dev = real.device
     torch.manual_seed(0)
-    G, D = (m.to(dev) for m in build_models(cfg))
-    G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
+    G, D = (
+        set_fused(m.to(dev, memory_format=torch.channels_last), fused) for m in build_models(cfg)
+    )
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
     if compiled:
@@ -190,42 +160,35 @@ def _gan_img_s(cfg, real: torch.Tensor, epochs: int, compiled: bool) -> float:
     return best
 
 
-def bench_growth(
-    sizes=(28, 64, 100), counts=(10_000, 60_000, 200_000), steps: int = 20, device: str = "auto"
-) -> list[dict]:
-    """Seconds per epoch at several image sizes and dataset sizes (the fmnist preset's model).
-
-    For each size, the largest set is held on the device (Fashion-MNIST tiled past its 70k images)
-    and `steps` real training steps are timed after 2 warm-up steps; an epoch's cost is that step
-    time times its step count, since in-memory batches cost the same whatever the set's size.
-    """
-    rows = []
-    for size in sizes:
-        overrides = [f"image_size={size}", f"device={device}", "conditional=false"]
-        cfg = load_config(preset="fmnist", overrides=overrides)
-        dev = resolve_device(cfg.device)
-        base = load_split(cfg, "train").images
-        images = base.repeat(-(-max(counts) // len(base)), 1, 1, 1)[: max(counts)].to(dev)
-        torch.manual_seed(0)
-        G, D = (m.to(dev) for m in build_models(cfg))
-        opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
-        opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
-        B = cfg.batch_size
-        nets = Nets(G, D, opt_g, opt_d)
-        train_epoch(nets, images[: 2 * B], None, cfg)  # warm-up
-        idx = torch.randint(0, len(images), (steps * B,), device=dev)
-        t0 = time.perf_counter()
-        train_epoch(nets, images[idx], None, cfg)
-        per_step = (time.perf_counter() - t0) / steps
-        for count in counts:
-            rows.append(
-                {
-                    "image_size": size,
-                    "images": count,
-                    "steps_timed": steps,
-                    "s_per_step": per_step,
-                    "s_per_epoch": per_step * (count // B),
-                }
+def run(args) -> list[dict]:
+    """The fmnist preset's residual pair and the width-64 DCGAN it replaced, each against the
+    textbook loop of the same model (--quick: 1024 images, one epoch each)."""
+    q, data = args.quick, f"data_dir={args.data_dir}"
+    n = 1024 if q else 10_000
+    dcgan64 = ("arch=dcgan", "width=64", "batch_size=128", "spectral_norm=true")
+    out = []
+    for label, overrides in [
+        ("fmnist preset", (data,)),
+        ("dcgan width 64, batch 128", (data, *dcgan64)),
+    ]:
+        # the preset also as compile=true runs it: G compiled, D eager under spectral norm
+        r = bench_train(n, 1 if q else 2, overrides=overrides, compiled=label == "fmnist preset")
+        r["model"] = f"{label} ({r['arch']}, width {r['width']}, batch {r['batch_size']})"
+        out.append(r)
+        print(
+            f"train {r['model']}: gan {r['gan_img_s']:.0f} img/s, textbook "
+            f"{r['textbook_img_s']:.0f} img/s, x{r['speedup']:.2f}"
+            + (
+                f"; loop alone (plain blocks) {r['gan_plain_blocks_img_s']:.0f} img/s, "
+                f"x{r['speedup_plain_blocks']:.2f}"
+                if "gan_plain_blocks_img_s" in r
+                else ""
             )
-        del images
-    return rows
+            + (
+                f"; compiled {r['gan_compiled_img_s']:.0f} img/s, x{r['speedup_compiled']:.2f}"
+                if "gan_compiled_img_s" in r
+                else ""
+            ),
+            flush=True,
+        )
+    return out

@@ -8,31 +8,27 @@ statistics (filled by the first call). All see the same images and weights, so t
 only the time differs. Ours also reports how much of its time Inception's forward passes take,
 and runs again with `fid_compile` (torch.compile, weights frozen): its first evaluation, compile
 included, and a second one in the same process, what every later evaluation of a run pays.
+`python -m bench fid [--fid-n 500,5000]`.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as `python bench/bench_fid.py`
-    sys.path.insert(0, str(ROOT))
+import torch
+from PIL import Image
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch_fidelity  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from gan.checkpoint import resolve_device  # noqa: E402
-from gan.config import make_config  # noqa: E402
-from gan.frechet import fd_to, frechet_distance, gaussian  # noqa: E402
-from gan.metrics import make_evaluator, reference  # noqa: E402
-from gan.models import build_models  # noqa: E402
-from gan.sampling import batches  # noqa: E402
+from bench.inception import fid_weights
+from bench.rows.frechet import frechet_times
+from gan.config import make_config
+from gan.device import resolve_device
+from gan.metrics import make_evaluator, reference
+from gan.models import build_models
+from gan.sampling import batches
 
 
 def _write_pngs(batches, folder: Path) -> None:
@@ -51,6 +47,8 @@ def seed004_fid(
     """Seed 004: n generated + n real PNGs on disk, torch-fidelity on the two folders. The seed
     recomputes the real statistics every time; `cached` lets torch-fidelity keep them in
     work/tf-cache (the first such call fills it)."""
+    import torch_fidelity
+
     shutil.rmtree(work / "fake", ignore_errors=True)
     shutil.rmtree(work / "real", ignore_errors=True)
     _write_pngs((x for x, _ in batches(G, n, 64)), work / "fake")
@@ -82,55 +80,6 @@ class ForwardTimer:
 
     def _stop(self, *_):
         self.seconds += time.perf_counter() - self._t0
-
-
-def three_ways(real: dict, fake_x: torch.Tensor) -> dict:
-    """Seconds of the Frechet step from fake features (N, D) to a distance, the fake mean and
-    covariance included, three ways: torch-fidelity's eigvals of s1 s2, the exact eigh form
-    without a cache, and ours (cached real root; an N x N problem when N <= D); and the largest
-    relative difference between their distances."""
-    t0 = time.perf_counter()
-    f = gaussian(fake_x)
-    tr = np.sum(np.sqrt(np.linalg.eigvals(real["sigma"] @ f["sigma"]).astype(complex)).real)
-    diff = real["mu"] - f["mu"]
-    fd_eigvals = float(diff @ diff + np.trace(real["sigma"]) + np.trace(f["sigma"]) - 2 * tr)
-    eigvals_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    f = gaussian(fake_x)
-    fd_eigh = frechet_distance(real["mu"], real["sigma"], f["mu"], f["sigma"])
-    eigh_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    fd_ours = fd_to(real, fake_x)
-    ours_s = time.perf_counter() - t0
-    return {
-        "eigvals_s": round(eigvals_s, 3),
-        "eigh_s": round(eigh_s, 3),
-        "ours_s": round(ours_s, 3),
-        "ratio_vs_eigvals": round(eigvals_s / ours_s, 1),
-        "max_rel_diff": max(abs(fd_eigh - fd_eigvals), abs(fd_ours - fd_eigvals)) / abs(fd_eigvals),
-    }
-
-
-def frechet_times(real: dict) -> dict:
-    """three_ways on the reference set's own features with noise added, as frechet_* keys."""
-    feats = real["features"]
-    fake = feats + 0.1 * torch.randn(feats.shape, generator=torch.Generator().manual_seed(0))
-    return {f"frechet_{k}": v for k, v in three_ways(real, fake).items()}
-
-
-def frechet_scaling(ns=(500, 2048, 5000, 10000), d: int = 2048) -> list[dict]:
-    """three_ways at each sample count n on d-dim features. Features are correlated Gaussians:
-    the step's cost does not depend on the images."""
-    rng = np.random.default_rng(0)
-    mix = rng.standard_normal((d, d)) / np.sqrt(d)
-    rows = []
-    for n in ns:
-        real_x = torch.from_numpy(rng.standard_normal((n, d)) @ mix)
-        fake_x = real_x + 0.1 * torch.from_numpy(rng.standard_normal((n, d)))
-        real = gaussian(real_x, with_sqrt=True)  # cached once per reference set in a real run
-        path = "n x n (low rank)" if n <= d else f"{d} x {d} eigh"
-        rows.append({"n": n, "path": path, **three_ways(real, fake_x)})
-    return rows
 
 
 def bench_fid(
@@ -209,8 +158,11 @@ def _bench(n: int, weights_path, dev: torch.device, data_dir: str | None, work: 
     }
 
 
-if __name__ == "__main__":
-    import json
-
-    n = int(sys.argv[2]) if len(sys.argv) > 2 else 200
-    print(json.dumps(bench_fid(n, sys.argv[1], data_dir=(sys.argv[3:] or [None])[0]), indent=2))
+def run(args) -> list[dict]:
+    """One FID evaluation at each --fid-n sample count (--quick: 50)."""
+    weights, kind = fid_weights(Path(args.data_dir))
+    out = []
+    for n in [50] if args.quick else [int(x) for x in args.fid_n.split(",")]:
+        out.append({"weights": kind, **bench_fid(n, weights, data_dir=args.data_dir)})
+        print(f"fid: {json.dumps(out[-1])}", flush=True)
+    return out

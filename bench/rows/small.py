@@ -10,25 +10,22 @@ that of the test images, and the share of near-copies). Utility (a classifier tr
 subset, on the subset plus generated images, on generated images only) is scored at each
 finished conditional recipe's best and last checkpoint. Runs and scores live under --work, so an
 interrupted bench resumes where it stopped (the textbook from its last state, gan recipes from
-their checkpoints, scores from the checkpoints not yet scored).
+their checkpoints, scores from the checkpoints not yet scored). Hours on a CPU, so run only when
+named:
 
-    python bench/bench_small.py --sizes 1000 --recipes textbook,small --jobs 2
+    python -m bench small --sizes 1000 --recipes textbook,small --jobs 2 [--score-only]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+import torch
 
-import torch  # noqa: E402
-from bench_quality import _cpu_now, parse_sets, recipe_key, side_by_side  # noqa: E402
+from bench.common import cpu_now, parse_sets, recipe_key, side_by_side
 
 SIZES = {1000: 1000, 5000: 200}  # training images: epochs (1M images seen either way)
 EVERY = {1000: 50, 5000: 10}  # epochs between scored checkpoints (20 points a curve)
@@ -77,8 +74,7 @@ def score_config(data_dir: str):
 
 def train_textbook(run: Path, size: int, epochs: int, every: int, data_dir: str, device: str):
     """The textbook DCGAN on the subset; its G (and trainer, for resuming) every `every` epochs."""
-    from textbook_dcgan import Textbook
-
+    from bench.textbook_dcgan import Textbook
     from gan.checkpoint import save_checkpoint
     from gan.data import load_split
 
@@ -93,10 +89,10 @@ def train_textbook(run: Path, size: int, epochs: int, every: int, data_dir: str,
         tb.load_state_dict(saved["trainer"])
         seconds = json.loads(saved["seconds"])
     while tb.epoch < epochs:
-        t0, c0 = time.perf_counter(), _cpu_now()
+        t0, c0 = time.perf_counter(), cpu_now()
         tb.train_epoch()
         seconds["wall"] += time.perf_counter() - t0
-        seconds["cpu"] += _cpu_now() - c0
+        seconds["cpu"] += cpu_now() - c0
         if tb.epoch % every == 0 or tb.epoch == epochs:
             snap = {"G": tb.G.state_dict(), "epoch": tb.epoch, "seconds": json.dumps(seconds)}
             save_checkpoint(snap, run / f"g_{tb.epoch:06d}.pt")
@@ -166,7 +162,7 @@ class Scorer:
 
 
 def textbook_generator(path: Path, device: str):
-    from textbook_dcgan import TextbookG
+    from bench.textbook_dcgan import TextbookG
 
     snap = torch.load(path, map_location=device, weights_only=True)
     G = TextbookG().to(device)
@@ -305,7 +301,7 @@ def bench_small(
     """Curves of the textbook and each recipe on each subset size, with summaries; with
     training=False, the checkpoints already kept are scored and nothing is trained."""
     extra, epochs = extra or {}, {**SIZES, **(epochs or {})}
-    jobs = max(1, jobs)
+    jobs = max(1, min(jobs, len(sizes) * len(recipes)))  # no more workers than curves
     threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else 0
     tasks = []
     for size in sizes:
@@ -349,34 +345,20 @@ def bench_small(
     return out
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--sizes", default="1000,5000", help="training subset sizes")
-    p.add_argument("--recipes", default=",".join(DEFAULT), help="textbook, presets or label=preset")
-    p.add_argument("--set", action="append", default=[], metavar="LABEL:KEY=VALUE")
-    p.add_argument("--epochs", action="append", default=[], metavar="SIZE:EPOCHS")
-    p.add_argument("--work", default="", help="runs and scores (default ~/.cache/gan-bench)")
-    p.add_argument("--data-dir", default=str(ROOT / "data"))
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--jobs", type=int, default=1, help="curves trained side by side")
-    p.add_argument("--out", default="")
-    p.add_argument("--score-only", action="store_true", help="score kept checkpoints, no training")
-    args = p.parse_args()
-    res = bench_small(
-        [int(s) for s in args.sizes.split(",")],
-        args.recipes.split(","),
-        work_dir(args.work) / "small",
+def run(args) -> dict:
+    """--sizes and --recipes (default: the textbook, small and small-diffaug) to about 1M images
+    seen each, with --jobs curves side by side; runs and scores under ~/.cache/gan-bench/small
+    ($GAN_BENCH_WORK; small-quick with --quick, 2 epochs) resume; --score-only trains nothing."""
+    gpu = torch.cuda.is_available()
+    sizes = [int(x) for x in args.sizes.split(",")]
+    return bench_small(
+        sizes,
+        args.recipes.split(",") if args.recipes else list(DEFAULT),
+        work_dir() / ("small-quick" if args.quick else "small"),
         args.data_dir,
-        args.device,
+        "cuda" if gpu else "cpu",
         parse_sets(args.set),
-        args.jobs,
-        {int(k): int(v) for k, v in (e.split(":") for e in args.epochs)},
+        args.jobs or (1 if gpu else os.cpu_count() or 1),
+        {n: 2 for n in sizes} if args.quick else None,
         training=not args.score_only,
     )
-    if args.out:
-        Path(args.out).write_text(json.dumps(res, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

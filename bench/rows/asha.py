@@ -2,24 +2,21 @@
 
 `bench_asha("tune_configs/quick.yaml")` runs the same sampled configurations twice (the search
 is seeded) and returns the trial-epochs each spent, the best metric each found, and wall times.
+`python -m bench asha`.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as `python bench/bench_asha.py`
-    sys.path.insert(0, str(ROOT))
+import yaml
 
-import yaml  # noqa: E402
-
-from gan.config import make_config, read_yaml  # noqa: E402
-from jobs.tune_spec import load_spec  # noqa: E402
+from bench import ROOT
+from gan.config import make_config, read_yaml
+from jobs.tune_spec import load_spec
 
 
 def bench_asha(config_path: str | Path, storage: str | Path | None = None) -> dict:
@@ -56,6 +53,8 @@ def bench_asha(config_path: str | Path, storage: str | Path | None = None) -> di
     return out
 
 
-if __name__ == "__main__":
-    config = sys.argv[1] if len(sys.argv) > 1 else str(ROOT / "tune_configs" / "quick.yaml")
-    print(json.dumps(bench_asha(config), indent=2, default=str))
+def run(args) -> dict:
+    """tune_configs/quick.yaml, with and without ASHA (the same in --quick)."""
+    out = bench_asha(ROOT / "tune_configs" / "quick.yaml")
+    print(f"asha: {json.dumps(out)}", flush=True)
+    return out

@@ -6,26 +6,20 @@ fd_domain against the 10k test images (the in-domain classifier's features) with
 Seconds count training only (wall and process CPU), not evaluation. Each recipe keeps its
 checkpoints under the work folder, so an interrupted bench resumes where it stopped.
 
-    python bench/bench_quality.py --epochs 5 --recipes textbook,fmnist [--set fmnist:lr_g=1e-4]
+    python -m bench quality --epochs 5 --recipes fmnist,v=fmnist [--set v:lr_g=1e-4]
 """
 
 from __future__ import annotations
 
-import argparse
-import hashlib
 import json
-import math
 import os
-import resource
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+from bench import ROOT
+from bench.common import cpu_now, interp_log, parse_sets, recipe_key, side_by_side
 
 # the evaluation protocol of every row: 10k generated against the 10k test images
 PROTOCOL = ("metric=fd_domain", "fid_samples=10000", "fid_ref_split=test")
@@ -34,31 +28,15 @@ SCORES = ("fd_domain", "class_coverage_min", "class_entropy", "diversity")
 PRESETS = ("fmnist", "fmnist-long", "seed001-v1", "seed001-v2", "seed002-dcgan")
 
 
-def parse_sets(items: list[str]) -> dict[str, list[str]]:
-    """['rn:width=16', 'rn:batch_size=32'] -> {'rn': ['width=16', 'batch_size=32']}."""
-    extra: dict[str, list[str]] = {}
-    for item in items:
-        label, kv = item.split(":", 1)
-        extra.setdefault(label, []).append(kv)
-    return extra
-
-
 def recipe_overrides(name: str, extra: dict[str, list[str]]) -> tuple[str, list[str]]:
     """(preset, overrides) of a recipe name: a preset, or 'label=preset' with --set values."""
     preset = name.split("=", 1)[-1]
     return preset, [*extra.get(name.split("=", 1)[0], [])]
 
 
-def _cpu_now() -> float:
-    """CPU seconds of this process and of its finished children (the DataLoader's workers)."""
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return time.process_time() + kids.ru_utime + kids.ru_stime
-
-
 def run_textbook(work: Path, epochs: int, data_dir: str, device: str) -> list[dict]:
     """Train (or resume) the textbook DCGAN to `epochs`, scoring every epoch."""
-    from textbook_dcgan import Textbook
-
+    from bench.textbook_dcgan import Textbook
     from gan.checkpoint import save_checkpoint
     from gan.config import make_config
     from gan.data import load_split
@@ -74,11 +52,11 @@ def run_textbook(work: Path, epochs: int, data_dir: str, device: str) -> list[di
         tb.load_state_dict(state["trainer"])
         rows = json.loads(state["rows"])
     while tb.epoch < epochs:
-        t0, c0 = time.perf_counter(), _cpu_now()
+        t0, c0 = time.perf_counter(), cpu_now()
         losses = tb.train_epoch()
         if tb.device.type == "cuda":
             torch.cuda.synchronize()
-        wall, cpu = time.perf_counter() - t0, _cpu_now() - c0
+        wall, cpu = time.perf_counter() - t0, cpu_now() - c0
         prev = rows[-1] if rows else {"seconds": 0.0, "cpu_seconds": 0.0}
         scores = evaluator.evaluate(tb.G)
         rows.append(
@@ -151,19 +129,6 @@ def run_gan(
     return rows, to_dict(cfg)
 
 
-def recipe_key(cfg) -> str:
-    """A recipe's folder name: a hash of the config values that differ from the defaults, less
-    name and epochs (which a resume may change). A changed recipe trains anew; a renamed or
-    extended one, or one whose config gained a key at its default, goes on."""
-    from gan.config import Config, to_dict
-
-    default = to_dict(Config())
-    values = {
-        k: v for k, v in to_dict(cfg).items() if k not in ("name", "epochs") and v != default[k]
-    }
-    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:8]
-
-
 def _print_row(label: str, r: dict) -> None:
     print(
         f"quality {label:>14} epoch {r['epoch']:>2}: fd_domain {r['fd_domain']:8.3f}  rarest "
@@ -171,13 +136,6 @@ def _print_row(label: str, r: dict) -> None:
         "CPU s)",
         flush=True,
     )
-
-
-def interp_log(xs: list[float], ys: list[float], x: float) -> float | None:
-    """log-linear interpolation of y at x on a rising xs; None outside [xs[0], xs[-1]]."""
-    if not xs or x < xs[0] or x > xs[-1]:
-        return None
-    return math.exp(float(np.interp(x, xs, np.log(ys))))
 
 
 def ratios(rows: list[dict], ref: list[dict]) -> list[dict]:
@@ -207,19 +165,6 @@ def run_one(task: dict) -> tuple[str, list[dict], dict | None]:
         return task["label"], run_textbook(task["work"] / "textbook", *common), None
     rows, cfg = run_gan(task["label"], task["preset"], task["overrides"], task["work"], *common)
     return task["label"], rows, cfg
-
-
-def side_by_side(fn, tasks: list, jobs: int) -> list:
-    """fn over tasks, in order: `jobs` at a time in spawned worker processes, or in this process
-    when jobs <= 1. Not a multiprocessing.Pool: its daemonic workers may not start processes of
-    their own (the textbook loop's DataLoader workers)."""
-    if jobs <= 1:
-        return list(map(fn, tasks))
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
-    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
-        return list(pool.map(fn, tasks))
 
 
 def bench_quality(
@@ -275,31 +220,17 @@ def bench_quality(
     return out
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--recipes", default=",".join(PRESETS), help="presets or label=preset")
-    p.add_argument("--set", action="append", default=[], metavar="LABEL:KEY=VALUE")
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--work", default=str(ROOT / "runs" / "bench-quality"))
-    p.add_argument("--data-dir", default=str(ROOT / "data"))
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--out", default="")
-    p.add_argument("--jobs", type=int, default=1, help="curves trained side by side")
-    args = p.parse_args()
-    res = bench_quality(
-        args.recipes.split(","),
-        args.epochs,
-        Path(args.work),
+def run(args) -> dict:
+    """The textbook and every --recipes curve (default: every Fashion-MNIST preset) to --epochs
+    (default: 5 on a CPU, 30 on a GPU, 2 with --quick). Checkpoints under runs/bench-quality/ let
+    an interrupted bench resume; the same seed on the CPU gives the same curve on a rerun."""
+    gpu = torch.cuda.is_available()
+    return bench_quality(
+        args.recipes.split(",") if args.recipes else list(PRESETS),
+        args.epochs or (2 if args.quick else (30 if gpu else 5)),
+        ROOT / "runs" / "bench-quality",
         args.data_dir,
-        args.device,
+        "cuda" if gpu else "cpu",
         parse_sets(args.set),
-        args.jobs,
+        args.jobs or (1 if gpu else os.cpu_count() or 1),
     )
-    text = json.dumps(res, indent=2)
-    if args.out:
-        Path(args.out).write_text(text)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

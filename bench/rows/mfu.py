@@ -4,7 +4,7 @@ fp32 matmul on a CPU; bf16 and tf32 on a GPU).
 
 Rows: a training step of the fmnist and seed001-v2 presets (gan's train_epoch, on a resident
 slice) and of the textbook DCGAN (its own loop and DataLoader, bench/textbook_dcgan.py), and FID
-feature extraction (torch-fidelity's Inception at 299 px)."""
+feature extraction (torch-fidelity's Inception at 299 px). `python -m bench mfu`."""
 
 from __future__ import annotations
 
@@ -131,8 +131,7 @@ def _row(flops, conv_flops, img_s, batch, in_conv, profiled) -> dict:
 
 def textbook_step(data_dir: str, device: torch.device, n_images: int) -> dict:
     """FLOPs per image of the textbook DCGAN's step, and its img/s (its own loop)."""
-    from textbook_dcgan import Textbook
-
+    from bench.textbook_dcgan import Textbook
     from gan.config import make_config
     from gan.data import load_split
 
@@ -188,3 +187,20 @@ def bench_mfu(
         r["mfu"] = r["achieved_flops"] / ref
         r["conv_mfu"] = r["conv_achieved_flops"] / ref
     return {"device": str(dev), "peak_flops": peak, "rows": rows}
+
+
+def run(args) -> dict:
+    """Every row on this machine's GPU, else its CPU (--quick: 512 images, no compiled row)."""
+    from bench.inception import fid_weights
+
+    weights, _ = fid_weights(Path(args.data_dir))
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    out = bench_mfu(args.data_dir, weights, 512 if args.quick else 2048, dev, not args.quick)
+    for name, r in out["rows"].items():
+        print(
+            f"mfu {name}: {r['flops_per_image'] / 1e6:.1f} MFLOP/img, {r['img_s']:.0f} img/s, "
+            f"{r['achieved_flops'] / 1e9:.2f} GFLOP/s, {r['mfu']:.1%} of peak; convolutions "
+            f"{r['conv_time_share']:.0%} of the time at {r['conv_mfu']:.1%} of peak",
+            flush=True,
+        )
+    return out

@@ -6,21 +6,18 @@ one before it (or from `dcgan`), all with seed 0 and one thread (as a 1-CPU Ray 
 best checkpoint is scored on the quality bench's protocol: fd_domain of 10k generated against the
 10k test images, with the rarest class's share. `tune_configs/quick.yaml` was derived from it.
 
-    python bench/bench_screen.py [--only LABEL,...]
+    python -m bench screen
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+import torch
 
-import torch  # noqa: E402
+from bench import ROOT
 
 # the quick tune's budget and the settings every candidate shares
 BUDGET = ("limit=8192", "epochs=3", "image_size=28", "channels=1", "latent_dim=64", "width=16")
@@ -47,8 +44,7 @@ CANDIDATES = {
 
 def screen_one(label: str, overrides: tuple, work: Path, data_dir: str) -> dict:
     """Train one candidate from scratch on one thread; its training CPU s and 10k score."""
-    from bench_quick import score
-
+    from bench.rows.quick import score
     from gan.config import load_config, to_dict
     from gan.train import train
 
@@ -101,11 +97,6 @@ def bench_screen(work: Path, data_dir: str, only: list[str] | None = None) -> li
     return out
 
 
-if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--only", default="", help="comma-separated candidate labels")
-    p.add_argument("--data-dir", default=str(ROOT / "data"))
-    p.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-screen")
-    a = p.parse_args()
-    rows = bench_screen(a.work, a.data_dir, [x for x in a.only.split(",") if x])
-    print(json.dumps(rows, indent=2))
+def run(args) -> list[dict]:
+    """Every candidate at the quick tune's budget (the same in --quick)."""
+    return bench_screen(ROOT / "runs" / "bench-screen", args.data_dir)

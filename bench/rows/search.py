@@ -14,12 +14,11 @@ For each method: trial-epochs used, the best metric found, the trial-epochs afte
 so far came within 5% of the exhaustive best, and its best within a budget of a third of the
 exhaustive trial-epochs.
 
-    python bench/bench_search.py [--limit 8192] [--max-t 9] [--seeds 10] [--jobs 2] [--no-pbt]
+    python -m bench search [--search-table table.json] [--search-population pbt,pb2] [--jobs 2]
 """
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import math
@@ -29,13 +28,10 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as `python bench/bench_search.py`
-    sys.path.insert(0, str(ROOT))
+import yaml
 
-import yaml  # noqa: E402
-
-from gan.config import read_yaml  # noqa: E402
+from bench import ROOT
+from gan.config import read_yaml
 
 ARCHS = ["baseline", "modified", "dcgan"]
 LRS = [2.0e-4, 5.0e-4, 1.0e-3]
@@ -62,7 +58,7 @@ def key(config: dict) -> str:
 def exhaustive(base: dict, work: Path, metric: str, jobs: int = 1) -> dict[str, list[float]]:
     """Every grid point trained to max_t, `jobs` at a time in worker processes (each on its share
     of the cores); {key: metric after each epoch}, in grid order."""
-    from bench_quality import side_by_side
+    from bench.common import side_by_side
 
     tasks = [(base, point, work, metric, max(1, (os.cpu_count() or 1) // jobs)) for point in grid()]
     return dict(side_by_side(curve_of, tasks, jobs))
@@ -262,30 +258,17 @@ def pbt_trace(exp: Path, rows: list[dict], metric: str) -> list[float]:
     return [v for _, v in sorted(events, key=lambda e: e[0])]
 
 
-if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--limit", type=int, default=8192)
-    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
-    p.add_argument("--max-t", type=int, default=9)
-    p.add_argument("--seeds", type=int, default=10)
-    p.add_argument("--no-pbt", action="store_true")
-    p.add_argument("--population", default="pbt,pb2", help="the population methods run")
-    p.add_argument("--work", default="")
-    p.add_argument("--table", default="", help="an earlier run's table.json: no training")
-    p.add_argument("--out", default="")
-    a = p.parse_args()
-    work = Path(a.work) if a.work else None
-    res = bench_search(
-        a.limit,
-        a.max_t,
-        a.seeds,
-        not a.no_pbt,
-        work=work,
-        table_file=a.table,
-        jobs=a.jobs,
-        populations=tuple(a.population.split(",")),
+def run(args) -> dict:
+    """27 configs x max_t 9 (--quick: 3) on quick.yaml's 8192 images (--quick: 512), trained once
+    (or an earlier run's --search-table); random+ASHA and Optuna+ASHA replay the measured curves
+    through real Ray experiments (10 seeds, --quick 1: seconds each); PBT and PB2 train for real."""
+    q = args.quick
+    return bench_search(
+        limit=512 if q else 8192,
+        max_t=3 if q else 9,
+        seeds=1 if q else 10,
+        data_dir=args.data_dir,
+        table_file=args.search_table,
+        jobs=args.jobs or os.cpu_count() or 1,
+        populations=tuple(args.search_population.split(",")),
     )
-    text = json.dumps(res, indent=2)
-    if a.out:
-        Path(a.out).write_text(text)
-    print(text)

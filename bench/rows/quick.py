@@ -6,24 +6,19 @@ and its winner's best checkpoint scored on the quality bench's protocol (fd_doma
 generated images against the 10k test images, with the rarest class's share), so that the two
 winners compare like with like and not by the 1000-image score each tune ranked with.
 
-    python bench/bench_quick.py [--storage DIR]
+    python -m bench quick
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as `python bench/bench_quick.py`
-    sys.path.insert(0, str(ROOT))
-
-from gan.config import make_config  # noqa: E402
-from jobs.tune_spec import load_spec  # noqa: E402
+from bench import ROOT
+from gan.config import make_config
+from jobs.tune_spec import load_spec
 
 CONFIGS = {
     "before": ROOT / "bench" / "quick-before.yaml",
@@ -34,8 +29,7 @@ SCORES = ("fd_domain", "class_coverage_min", "class_entropy")
 
 def score(best_pt: Path, base: dict) -> dict:
     """fd_domain and class coverage of a checkpoint's sampling G, 10k samples vs the test split."""
-    from bench_quality import PROTOCOL
-
+    from bench.rows.quality import PROTOCOL
     from gan.checkpoint import load_generator
     from gan.config import parse_overrides
     from gan.metrics import make_evaluator
@@ -79,7 +73,8 @@ def bench_quick(storage: Path | None = None, configs: dict = CONFIGS) -> dict:
     return out
 
 
-if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--storage", type=Path, help="results root (default: a new temporary folder)")
-    print(json.dumps(bench_quick(p.parse_args().storage), indent=2, default=str))
+def run(args) -> dict:
+    """Today's tune_configs/quick.yaml against bench/quick-before.yaml (the same in --quick)."""
+    out = bench_quick()
+    print(f"quick: fd_domain x{out['fd_domain_ratio']:.2f}", flush=True)
+    return out
