@@ -45,7 +45,7 @@ tensorboard: $(STAMP)  ## TensorBoard over every trial and run
 	.venv/bin/tensorboard --logdir results/ --bind_all
 
 bench: $(STAMP)  ## benchmarks: ratios measured in one run, saved under bench/results/
-	$(PY) bench/run.py
+	$(PY) -m bench
 
 image:  ## build the gan-job image (the gan CLI; also a Ray head/worker node image)
 	docker build -t gan-job .
