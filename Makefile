@@ -33,10 +33,10 @@ format: $(STAMP)  ## apply ruff's formatting and safe fixes
 	.venv/bin/ruff format .
 
 tune: $(STAMP)  ## run the Ray Tune job on CONFIG (local Ray, or the cluster at RAY_ADDRESS)
-	$(PY) jobs/tune.py $(CONFIG)
+	.venv/bin/gan tune $(CONFIG)
 
 tune-quick: $(STAMP)  ## a real small tune that finishes in minutes on a laptop CPU
-	$(PY) jobs/tune.py tune_configs/quick.yaml
+	.venv/bin/gan tune tune_configs/quick.yaml
 
 train-best: $(STAMP)  ## retrain the best config of the latest experiment for 1000 epochs
 	.venv/bin/gan train --best

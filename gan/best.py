@@ -10,7 +10,7 @@ RESULTS = Path("results")  # the tune job's default storage path
 # the final retrain: the seeds' 1000 epochs, scored, sampled and checkpointed at a pace that suits
 # them (a tune config's every-epoch FID would make Inception dominate a 1000-epoch run)
 FINAL = {"epochs": 1000, "eval_every": 50, "sample_every": 10, "checkpoint_every": 10}
-HOW = "run a tune first (python jobs/tune.py tune_configs/quick.yaml) or pass --from DIR"
+HOW = "run a tune first (gan tune tune_configs/quick.yaml) or pass --from DIR"
 
 
 def find_experiment(results: str | Path = RESULTS) -> Path:

@@ -1,15 +1,13 @@
-"""The `gan` command: train | evaluate | generate | serve. User errors print one line, exit 2."""
+"""The `gan` command: train | evaluate | generate | serve | tune | final. User errors print one
+line, exit 2."""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import importlib
 import logging
-import signal
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from gan.config import (
@@ -21,9 +19,11 @@ from gan.config import (
     presets,
     read_yaml,
 )
+from gan.errors import guarded, sigterm_as_sigint, stopped
 
-# the arguments of every subcommand are here, without torch, so that --help and usage errors
-# answer at once; each subcommand's module (its run(args)) is imported only when it runs
+# the arguments of every subcommand are here (the Ray jobs': jobs.commands), without torch or
+# Ray, so that --help and usage errors answer at once; each subcommand's module (its run(args))
+# is imported only when it runs
 
 
 def device_argument(p: argparse.ArgumentParser) -> None:
@@ -57,6 +57,12 @@ def evaluate_arguments(p: argparse.ArgumentParser) -> None:
         help="config keys over the run's, as in train (e.g. fid_samples=10000 fid_ref_split=test)",
     )
     device_argument(p)
+    p.add_argument(
+        "--check-classes",
+        action="store_true",
+        help="instead of scoring: print how often an in-domain classifier recognises each class "
+        "(--samples images a class, default 100), as gan generate --check-classes; writes nothing",
+    )
 
 
 def generate_arguments(p: argparse.ArgumentParser) -> None:
@@ -110,10 +116,33 @@ def serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-ema", action="store_true", help="serve the raw G, not its EMA copy")
 
 
-# name: (the module whose run(args) runs it, help, its arguments)
+def run_evaluate(args) -> int:
+    """`gan evaluate`; with --check-classes, the class table of `gan generate --check-classes`
+    for each run found instead of its scores."""
+    if not args.check_classes:
+        return run_module("gan.evaluate", args)
+    from gan.checkpoint import load_generator
+    from gan.device import resolve_device
+    from gan.evaluate import check_classes, eval_config, find_runs, print_class_table
+    from gan.sampling import model_classes
+
+    if args.samples is not None and args.samples < 2:
+        raise GanError(f"--samples {args.samples}: check at least 2 images per class")
+    device = resolve_device(args.device, cli=True)
+    for ckpt in find_runs(args.paths):
+        print(f"checking the classes of {ckpt}", flush=True)
+        G, cfg, state = load_generator(ckpt, device)
+        rows = check_classes(
+            G, eval_config(cfg, args), model_classes(G, state), args.samples or 100
+        )
+        print_class_table(rows)
+    return 0
+
+
+# name: (the module whose run(args) runs it, or the function that does, help, its arguments)
 COMMANDS = {
     "evaluate": (
-        "gan.evaluate",
+        run_evaluate,
         "score a run, checkpoint or experiment (FID, fd_domain, ...)",
         evaluate_arguments,
     ),
@@ -124,6 +153,9 @@ COMMANDS = {
     ),
     "serve": ("gan.serve", "serve a generator over HTTP", serve_arguments),
 }
+# the Ray jobs, jobs/<name>.py: their help and arguments are in jobs.commands, their run(args)
+# in jobs.<name> (which imports Ray)
+RAY_JOBS = ("tune", "final")
 
 
 def resolve_train_config(args) -> tuple[object, Path]:
@@ -148,37 +180,6 @@ def resolve_train_config(args) -> tuple[object, Path]:
             return make_config(values), out
     cfg = load_config(args.config, args.preset, args.set)
     return cfg, Path(args.out) if args.out else Path("runs") / cfg.name
-
-
-@contextlib.contextmanager
-def sigterm_as_sigint():
-    """Handle SIGTERM (what Kubernetes, Ray and `docker stop` send) exactly as Ctrl-C: it runs
-    the SIGINT handler in place (Python's KeyboardInterrupt, or Ray Tune's graceful stop).
-    Yields a list that holds signal.SIGTERM once one arrived."""
-    got = []
-
-    def on_term(signum, frame):
-        got.append(signum)
-        handler = signal.getsignal(signal.SIGINT)
-        if callable(handler):  # not SIG_IGN: a background `cmd &` may start with SIGINT ignored
-            handler(signal.SIGINT, frame)
-        else:
-            raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, on_term)
-    except ValueError:  # not the main thread: signals are not ours to handle
-        yield got
-        return
-    try:
-        yield got
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def stopped(got: list) -> tuple[str, int]:
-    """How a stop is named, and its exit status (128 + the signal, as a shell reports it)."""
-    return ("stopped by SIGTERM", 143) if got else ("interrupted", 130)
 
 
 def run_train(args) -> int:
@@ -233,54 +234,25 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="run directory (default runs/<name>)")
     t.set_defaults(func=run_train)
     for name, (module, help_, add_arguments) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_)
+        p = sub.add_parser(name, help=help_, description=help_)
         add_arguments(p)
-        p.set_defaults(func=functools.partial(run_module, module))
+        run = module if callable(module) else functools.partial(run_module, module)
+        p.set_defaults(func=run)
+    from jobs.commands import JOBS  # no Ray: a job's module is imported only when it runs
+
+    for name in RAY_JOBS:
+        help_, add_arguments, rerun = JOBS[name]
+        p = sub.add_parser(
+            name, help=help_, description=f"{help_}; python jobs/{name}.py is the same"
+        )
+        add_arguments(p)
+        p.set_defaults(func=functools.partial(run_module, f"jobs.{name}"), rerun=rerun)
     return parser
 
 
 def run_module(module: str, args) -> int:
-    """Import a subcommand's module (torch, a web stack) and run it."""
+    """Import a subcommand's module (torch, a web stack, Ray) and run it."""
     return importlib.import_module(module).run(args)
-
-
-def guarded(
-    prog: str,
-    command: Callable[[], int | None],
-    rerun: str,
-    verbose: bool = False,
-    cleanup: Callable[[], None] | None = None,
-) -> int:
-    """The error contract of every command line (gan, the tune job, the final job): a user error
-    or an unforeseen read or write prints one line `prog: error: ...` and exits 2; SIGTERM is
-    handled as Ctrl-C, and a stop by either prints `prog: stopped ...; <rerun>` with 143 or 130.
-    `cleanup` runs however the command ends (a Ray the job started is shut down)."""
-    with sigterm_as_sigint() as got:
-        interrupted = False
-        try:
-            code = int(command() or 0)
-        except GanError as e:
-            print(f"{prog}: error: {e}", file=sys.stderr)
-            return 2
-        except OSError as e:  # a write or read the commands did not foresee: still one line
-            if verbose:
-                raise
-            where = f" {e.filename}" if e.filename else ""
-            print(
-                f"{prog}: error:{where} {e.strerror or e}; check the path, its permissions and "
-                "free space (rerun with -v for details)",
-                file=sys.stderr,
-            )
-            return 2
-        except KeyboardInterrupt:
-            interrupted = True
-        finally:
-            if cleanup is not None:
-                cleanup()
-    if got or interrupted:  # Ray Tune stops gracefully on SIGINT: fit() returns, got says why
-        what, code = stopped(got)
-        print(f"{prog}: {what}; {rerun}", file=sys.stderr)
-    return code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -292,9 +264,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(message)s",
         datefmt="%H:%M:%S",
     )
-    return guarded(
-        "gan", lambda: args.func(args), "rerun the same command to start it again", args.verbose
-    )
+    rerun = getattr(args, "rerun", "rerun the same command to start it again")
+    return guarded("gan", lambda: args.func(args), rerun, args.verbose)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The image's entrypoint: `docker run gan-job train ...` runs gan; other commands run as given."""
+"""The image's entrypoint: `docker run gan-job train|tune|final ...` runs gan; other commands
+(bash, ray start, python jobs/tune.py) run as given."""
 
 from __future__ import annotations
 
@@ -6,11 +7,11 @@ import os
 import signal
 import sys
 
-from gan.cli import COMMANDS
+from gan.cli import COMMANDS, RAY_JOBS
 from gan.cli import main as gan_main
 
 # gan's subcommands win over programs of the same name: Ray installs its own `serve` and `tune`
-SUBCOMMANDS = ("train", *COMMANDS)
+SUBCOMMANDS = ("train", *COMMANDS, *RAY_JOBS)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,5 @@
-"""The final retrain as a Ray job: `python jobs/final.py [--from EXPERIMENT] [--set epochs=1000]`.
+"""The final retrain as a Ray job: `gan final [--from EXPERIMENT] [--set epochs=1000]`, or
+`python jobs/final.py ...` with the same options (what `ray job submit` runs on a cluster).
 
 Retrains the winner of a tune experiment (its best.yaml; default the newest under results/) as
 one Ray Tune trial with its own CPU/GPU request, retried from its last checkpoint when it
@@ -13,16 +14,11 @@ import argparse
 import sys
 
 from gan.best import final_values
-from gan.cli import guarded
 from gan.config import GanError, make_config, to_dict
+from jobs.commands import job_main
+from jobs.experiment import fit, own_ray
 from jobs.raylocal import start_ray
-from jobs.tune import (
-    build_tuner,
-    check_resources,
-    fit,
-    ray_cleanup,
-    resolve_storage,
-)
+from jobs.tune import build_tuner, check_resources, resolve_storage
 from jobs.tune_spec import Spec, resolve_paths
 
 
@@ -80,19 +76,10 @@ def run_final(
     return {**metrics, "run_dir": result.path}
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command line of the final retrain job; SIGTERM stops it as Ctrl-C does (resumable)."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--from", dest="from_dir", help="experiment dir or best.yaml (default: newest)")
-    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="override config keys")
-    p.add_argument("--storage", help="results root: a shared path or s3://... (default ./results)")
-    p.add_argument("--cpu", type=float, default=4, help="CPUs for the run")
-    p.add_argument("--gpu", type=float, default=1, help="GPUs for the run")
-    p.add_argument("--max-failures", type=int, default=3, help="retries from the last checkpoint")
-    p.add_argument("--require-gpu", action="store_true", help="fail when the cluster has no GPU")
-    args = p.parse_args(argv)
-
-    def command() -> int:
+def run(args: argparse.Namespace) -> int:
+    """`gan final` and `python jobs/final.py`: retrain (or resume retraining) the best config.
+    SIGTERM stops it as Ctrl-C does; the same command resumes it."""
+    with own_ray():
         run_final(
             args.from_dir,
             args.set,
@@ -102,14 +89,14 @@ def main(argv: list[str] | None = None) -> int:
             args.max_failures,
             args.require_gpu,
         )
-        return 0
-
-    return guarded(
-        "final", command, "rerun the same command to resume the retrain", cleanup=ray_cleanup()
-    )
+    return 0
 
 
+def main(argv: list[str] | None = None) -> int:
+    """Command line of the final retrain job (`python jobs/final.py`, `python -m jobs.final`)."""
+    return job_main("final", run, argv)
+
+
+# Run as a script, this file is the module __main__: Ray runs only what jobs.trial defines
 if __name__ == "__main__":
-    from jobs.final import main as _main  # the importable module, so Ray pickles by reference
-
-    sys.exit(_main())
+    sys.exit(main())

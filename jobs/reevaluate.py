@@ -14,6 +14,7 @@ from ray import tune
 from ray.tune.schedulers import FIFOScheduler
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
+from jobs.experiment import fit, run_config
 from jobs.tune_report import MEAN, SEEDS, STD, _finite, storage_fs, trial_rows, write_bytes
 from jobs.tune_spec import Spec
 
@@ -62,8 +63,6 @@ def reevaluate(spec: Spec, rows: list[dict], storage: str, trainable) -> dict[st
         f"{len(top) * len(new_seeds(spec))} runs to epoch(s) {epochs}",
         flush=True,
     )
-    from jobs.tune import fit, run_config
-
     if tune.Tuner.can_restore(sub):
         tuner = tune.Tuner.restore(sub, fn, resume_unfinished=True, resume_errored=True)
     else:

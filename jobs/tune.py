@@ -1,4 +1,5 @@
-"""The tune job: `python jobs/tune.py tune_configs/quick.yaml [--storage PATH|s3://...] [--name N]`.
+"""The tune job: `gan tune tune_configs/quick.yaml [--storage PATH|s3://...] [--name N]`, or
+`python jobs/tune.py ...` with the same options (what `ray job submit` runs on a cluster).
 
 Ray Tune runs one function trainable per sampled config (gan.train.train in the trial's dir),
 ASHA stops weak trials on the metric every trial reports at each evaluation, and the end writes
@@ -13,9 +14,7 @@ import argparse
 import contextlib
 import os
 import posixpath
-import signal
 import sys
-import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -24,12 +23,14 @@ import ray
 import yaml
 from ray import tune
 
-from gan.cli import guarded
 from gan.config import GanError, make_config, read_yaml
+from jobs.commands import job_main
+from jobs.experiment import fit, own_ray, run_config
 from jobs.raylocal import start_ray
+from jobs.reevaluate import rank_by_mean, reevaluate
 from jobs.schedule import POPULATION
-from jobs.search import make_callbacks, tune_config
-from jobs.trial import LostCheckpoints, gan_trial, trial_dirname
+from jobs.search import tune_config
+from jobs.trial import gan_trial, trial_dirname
 from jobs.tune_report import publish as publish_results
 from jobs.tune_report import read_bytes, storage_fs, trial_rows, write_bytes
 from jobs.tune_spec import Spec, load_spec
@@ -144,30 +145,6 @@ def build_tuner(spec: Spec, storage: str, trainable=gan_trial) -> tune.Tuner:
     )
 
 
-def run_config(
-    spec: Spec, name: str, storage: str, keep: int | None, exp_path: str
-) -> tune.RunConfig:
-    """Ray's RunConfig of an experiment `name` under `storage`: the search, or its re-evaluation
-    inside the search's folder `exp_path`. `keep` checkpoints per trial by the metric, retries,
-    the max_t stop, and the spec's loggers, which write beside the search's trials."""
-    return tune.RunConfig(
-        name=name,
-        storage_path=storage,
-        failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-        checkpoint_config=tune.CheckpointConfig(
-            num_to_keep=keep,
-            checkpoint_score_attribute=spec.metric,
-            checkpoint_score_order=spec.mode,  # the default is "max": wrong for FID
-        ),
-        sync_config=tune.SyncConfig(sync_artifacts="://" in storage),  # to s3 as they appear
-        # a trial ends at max_t before any scheduler sees the result: PBT would otherwise exploit
-        # at the last epoch and restart a finished trial from its donor, again and again
-        stop={"epoch": spec.scheduler["max_t"]},
-        callbacks=[LostCheckpoints(), *make_callbacks(spec, exp_path)],
-        verbose=1,
-    )
-
-
 # what the trackers export while an experiment runs (mlflow.set_tracking_uri sets
 # MLFLOW_TRACKING_URI, an offline W&B run sets WANDB_MODE): put back afterwards, so that a later
 # experiment in the same process logs where its own spec says, not into this one's store
@@ -212,63 +189,25 @@ def run_tune(
         print(f"tune wall time {time.time() - t0:.0f} s", flush=True)
         rows = trial_rows(results, spec)
         if spec.reevaluate:
-            from jobs.reevaluate import rank_by_mean, reevaluate
-
             rows = rank_by_mean(rows, reevaluate(spec, rows, storage, trainable), spec)
     return publish_results(rows, spec, exp_path)
 
 
-def fit(tuner: tune.Tuner):
-    """tuner.fit(), or KeyboardInterrupt when Ctrl-C or SIGTERM stopped it. Tune stops gracefully
-    (the experiment saved; the same command resumes it), returns the unfinished trials as
-    results and marks them terminated; nothing may be written from them then. Its SIGINT
-    handler, which stays in place after a run, puts the one before it back when a signal came."""
-    main = threading.current_thread() is threading.main_thread()
-    before = signal.getsignal(signal.SIGINT)
-    results = tuner.fit()
-    after = signal.getsignal(signal.SIGINT)
-    if main:
-        signal.signal(signal.SIGINT, before)  # a later Ctrl-C (or SIGTERM) stops the job itself
-    watched = main and os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0") in ("", "0")
-    if watched and after is before:
-        raise KeyboardInterrupt
-    return results
+def run(args: argparse.Namespace) -> int:
+    """`gan tune` and `python jobs/tune.py`: run (or resume) the experiment of args.config. SIGTERM
+    (Kubernetes, `ray job stop`, `docker stop`) stops it as Ctrl-C does: Ray Tune saves the
+    experiment state, which the same command resumes."""
+    with own_ray():
+        run_tune(args.config, args.storage, args.name, args.require_gpu)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line of the tune job."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("config", help="a tune YAML, e.g. tune_configs/quick.yaml")
-    p.add_argument(
-        "--storage", help="results root: a shared path or s3://bucket/dir (default ./results)"
-    )
-    p.add_argument("--name", help="experiment name (default: the YAML's name); the resume key")
-    p.add_argument("--require-gpu", action="store_true", help="fail when the cluster has no GPU")
-    args = p.parse_args(argv)
-
-    # SIGTERM (Kubernetes, `ray job stop`, `docker stop`) stops it as Ctrl-C does: Ray Tune
-    # saves the experiment state, which the same command resumes
-    def command() -> int:
-        run_tune(args.config, args.storage, args.name, args.require_gpu)
-        return 0
-
-    return guarded(
-        "tune", command, "rerun the same command to resume the experiment", cleanup=ray_cleanup()
-    )
+    """Command line of the tune job (`python jobs/tune.py`, `python -m jobs.tune`)."""
+    return job_main("tune", run, argv)
 
 
-def ray_cleanup():
-    """A callable that shuts Ray down if it is not running yet: a Ray the job starts, it stops."""
-    owned = not ray.is_initialized()
-
-    def cleanup() -> None:
-        if owned and ray.is_initialized():
-            ray.shutdown()
-
-    return cleanup
-
-
+# Run as a script, this file is the module __main__, which nothing imports by name: Ray runs only
+# what jobs.trial, jobs.search and jobs.reevaluate define, so no function here is pickled
 if __name__ == "__main__":
-    from jobs.tune import main as _main  # the importable module, so Ray pickles by reference
-
-    sys.exit(_main())
+    sys.exit(main())

@@ -40,7 +40,7 @@ def test_user_errors_are_one_clear_line(args, named, tmp_path, monkeypatch, caps
     assert named in one_error_line(capsys)
 
 
-@pytest.mark.parametrize("command", ["train", "evaluate", "generate", "serve"])
+@pytest.mark.parametrize("command", ["train", "evaluate", "generate", "serve", "tune", "final"])
 def test_every_subcommand_has_help(command, capsys):
     with pytest.raises(SystemExit) as done:
         main([command, "--help"])
@@ -101,7 +101,7 @@ def test_help_and_config_errors_import_no_torch():
         "with contextlib.redirect_stderr(io.StringIO()) as err:\n"
         "    assert main(['train', '--set', 'colour=red']) == 2\n"
         "assert 'colour' in err.getvalue()\n"
-        "for cmd in ('train', 'evaluate', 'generate', 'serve'):\n"
+        "for cmd in ('train', 'evaluate', 'generate', 'serve', 'tune', 'final'):\n"
         "    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
         "        main([cmd, '--help'])\n"
         "heavy = sorted(m for m in ('torch', 'torchvision', 'ray') if m in sys.modules)\n"
@@ -109,3 +109,23 @@ def test_help_and_config_errors_import_no_torch():
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
+
+
+def test_evaluate_checks_classes_as_generate_does(tmp_path, shared_data_dir, fmnist_dir, capsys):
+    from fixtures_data import tiny_config
+
+    from gan.train import train
+
+    run = tmp_path / "run"
+    train(tiny_config(shared_data_dir, conditional=True, classes=(1, 7, 8)), run)
+    capsys.readouterr()
+    args = ["--check-classes", "--device", "cpu"]
+    assert main(["evaluate", str(run), *args, "--samples", "16"]) == 0
+    evaluated = capsys.readouterr().out.splitlines()
+    assert evaluated[0].startswith("checking the classes of ") and "recognised" in evaluated[1]
+    assert [line.split()[1] for line in evaluated[2:5]] == ["Trouser", "Sneaker", "Bag"]
+    assert not (run / "evaluation.json").exists()  # a check, not a score
+    assert main(["generate", str(run), *args, "--n", "16"]) == 0
+    assert capsys.readouterr().out.splitlines() == evaluated[1:]  # the same table
+    assert main(["evaluate", str(run), *args, "--samples", "1"]) == 2
+    assert "--samples 1: check at least 2 images per class" in one_error_line(capsys)

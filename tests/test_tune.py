@@ -193,6 +193,49 @@ def test_trials_fit_the_cluster(ray_session, capsys):
         check_resources(parse_spec({"base": {"eval_every": 1}, "resources": {"cpu": 3}}, "x"))
 
 
+# -- the command lines (no Ray session) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("job", ["tune", "final"])
+def test_gan_job_and_python_jobs_job_take_the_same_options(job, capsys):
+    import importlib
+
+    from gan.cli import main
+
+    helps = []
+    for run in (importlib.import_module(f"jobs.{job}").main, lambda argv: main([job, *argv])):
+        with pytest.raises(SystemExit) as done:
+            run(["--help"])
+        assert done.value.code == 0
+        helps.append(" ".join(capsys.readouterr().out.split()))  # unwrapped
+    assert helps[0].startswith(f"usage: python jobs/{job}.py") and f"gan {job}" in helps[0]
+    assert helps[1].startswith(f"usage: gan {job}") and f"python jobs/{job}.py" in helps[1]
+    options = [h.split("options:")[1] for h in helps]
+    assert options[0] == options[1] and "--require-gpu" in options[0]
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["tune", "missing.yaml"], "missing.yaml"),
+        (["final", "--from", "no-such-experiment"], "gan tune tune_configs/quick.yaml"),
+    ],
+)
+def test_the_jobs_answer_a_user_error_in_one_line(argv, named, tmp_path):
+    """`gan tune|final` and the scripts `ray job submit` runs: one line, exit 2, before Ray."""
+    gan = Path(sys.executable).parent / "gan"
+    job, *rest = argv
+    for cmd, prog in (
+        ([str(gan), *argv], "gan"),
+        ([sys.executable, ROOT / "jobs" / f"{job}.py", *rest], job),
+    ):
+        done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        (line,) = [x for x in done.stderr.splitlines() if "error" in x]
+        assert line.startswith(f"{prog}: error: ") and named in line
+    assert not (tmp_path / "results").exists()
+
+
 # -- Ray -----------------------------------------------------------------------------------------
 
 
@@ -261,6 +304,21 @@ def test_best_yaml_feeds_train_best(asha_run, tmp_path):
     assert to_dict(cfg) == {**to_dict(winner), **final}
     epochs = [json.loads(x)["epoch"] for x in (out / "log.jsonl").read_text().splitlines()]
     assert epochs == [1]  # a fresh run from epoch 0, not a resumed trial
+
+
+@pytest.mark.ray
+def test_gan_tune_resumes_a_finished_experiment_without_rerunning_it(asha_run, capsys):
+    import ray
+
+    from gan.cli import main
+
+    _, exp, _ = asha_run
+    logs = {p: p.stat().st_mtime_ns for p in exp.glob("*/log.jsonl")}
+    argv = ["tune", str(exp.parent.parent / "asha.yaml"), "--storage", str(exp.parent)]
+    assert main(argv) == 0
+    assert f"resuming experiment {exp}" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in exp.glob("*/log.jsonl")} == logs  # nothing reran
+    assert ray.is_initialized()  # a Ray the job did not start stays up
 
 
 def flaky_trial(config, exp_dir="", mode="min"):
