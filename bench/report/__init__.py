@@ -18,7 +18,7 @@ from bench.report import performance, quality, quick, search, small
 SOURCES = {
     "quality": "cpu-20261205-035436.json",  # the quality curves, 10 epochs
     "quality_fused": "cpu-20261205-121822.json",  # fmnist rerun to epoch 2 after the fused blocks
-    "small": "cpu-20261206-072203.json",  # limited data, 1M images seen
+    "small": "cpu-20261206-160517.json",  # limited data, 1M images seen
     "quick": "cpu-20261201-191617.json",  # screen, quick and asha rows
     "search": "cpu-20261205-084237.json",  # tuning methods against the exhaustive search
     "train": "cpu-20261205-103732.json",  # fused blocks; the Intel host of the MFU rows
