@@ -75,24 +75,131 @@ def reference(cfg: Config):
     return data
 
 
+# -- the scorers: one per metric family, each with its real statistics ----------------------
+#
+# A scorer is built once with the reference set's statistics (computed, or read from the cache),
+# then turns each uint8 batch into features and a whole set's features into scores.
+
+
+class InceptionScorer:
+    """FID, and KID when cfg.kid, in torch-fidelity's Inception space."""
+
+    def __init__(self, cfg: Config, ref, device: torch.device, batch_size: int):
+        self.kid, self.n_ref = cfg.kid, len(ref)
+        self.ref_name = f"{cfg.fid_ref_split}:{len(ref)}"
+        self.weights: Weights = resolve_weights(cfg)
+        self.net = inception(self.weights, device, cfg.fid_compile)
+        # keyed by every data option and the weights' hash: torch-fidelity's own cache is keyed
+        # by a name only, and would reuse statistics made with other weights
+        key = (
+            f"{data_key(cfg, cfg.fid_ref_split)}|n={len(ref)}|seed={REF_SEED}"
+            f"|{INCEPTION}:{INCEPTION_LAYER}|weights={self.weights.sha}"
+        )
+
+        def real_fid() -> dict:
+            log.info("computing real Inception statistics of %d images (cached)", len(ref))
+            feats = extract_all(self.net, ref.images, batch_size)
+            stats = {k: torch.from_numpy(v) for k, v in gaussian(feats, with_sqrt=True).items()}
+            return {"features": feats, **stats}
+
+        saved = cached(Path(cfg.data_dir) / "cache", "fid", key, real_fid)
+        # gaussian(with_sqrt) + "features" of the reference set
+        self.real = {k: saved[k].numpy() for k in ("mu", "sigma", "sqrt_sigma")}
+        self.real["features"] = saved["features"]
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return extract(self.net, x)
+
+    def score(self, fake: torch.Tensor) -> dict:
+        n = len(fake)
+        out = {"fid": fd_to(self.real, fake)}
+        out.update(fid_weights=self.weights.sha, fid_standard=self.weights.standard)
+        out.update(fid_samples=n, fid_ref=self.ref_name)
+        if self.kid:
+            # KID's subsets must fit in both sets; torch-fidelity's default is 1000
+            m = kid_features_to_metric(
+                fake,
+                self.real["features"],
+                kid_subset_size=min(1000, n, self.n_ref),
+                verbose=False,
+            )
+            out.update(kid_mean=m[KEY_METRIC_KID_MEAN], kid_std=m[KEY_METRIC_KID_STD])
+        return out
+
+    def diversity(self, fake: torch.Tensor) -> dict:
+        """Diversity in Inception space, for unlabelled data (no domain classifier)."""
+        real = mean_pairwise_distance(self.real["features"])
+        return {"diversity": mean_pairwise_distance(fake) / real, "diversity_space": "inception"}
+
+
+class VggScorer:
+    """Precision and recall (cfg.prc) in VGG16 space."""
+
+    def __init__(self, cfg: Config, ref, device: torch.device, batch_size: int):
+        self.net = vgg(device)
+        key = f"{data_key(cfg, cfg.fid_ref_split)}|n={len(ref)}|seed={REF_SEED}|{VGG}:{VGG_LAYER}"
+        saved = cached(
+            Path(cfg.data_dir) / "cache",
+            "vgg",
+            key,
+            lambda: {"features": extract_all(self.net, ref.images, batch_size)},
+        )
+        self.real = saved["features"]
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return extract(self.net, x)
+
+    def score(self, fake: torch.Tensor) -> dict:
+        m = prc_features_to_metric(fake, self.real, verbose=False)
+        return {"precision": m["precision"], "recall": m["recall"]}
+
+
+class DomainScorer:
+    """fd_domain, class coverage and diversity in the dataset classifier's feature space."""
+
+    def __init__(self, classifier: Classifier, info: dict, ref, channels: int):
+        self.classifier, self.info, self.channels = classifier, info, channels
+        feats = torch.cat(
+            [predict(classifier, ref.images[i : i + 1000])[0] for i in range(0, len(ref), 1000)]
+        )
+        # gaussian(with_sqrt) of the reference set's classifier features + their "diversity"
+        self.real = {**gaussian(feats, with_sqrt=True), "diversity": mean_pairwise_distance(feats)}
+
+    def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return predict(self.classifier, x[:, : self.channels])  # (features, logits)
+
+    def score(self, fake: tuple[torch.Tensor, torch.Tensor]) -> dict:
+        feats, logits = fake
+        out = {"fd_domain": fd_to(self.real, feats)}
+        classes = self.info["classes"]
+        # argmax over the kept classes only: a class filter must not count as collapse
+        pred = torch.tensor(classes)[logits[:, classes].argmax(1)]
+        out.update(class_coverage(pred, classes))
+        out["diversity"] = mean_pairwise_distance(feats) / self.real["diversity"]
+        out["diversity_space"] = "classifier"
+        out["classifier_acc"] = self.info["test_acc"]
+        return out
+
+
+def _cat(parts: list):
+    """Per-batch features joined along N: tensors, or tuples of tensors element by element."""
+    if isinstance(parts[0], tuple):
+        return tuple(torch.cat(p) for p in zip(*parts, strict=True))
+    return torch.cat(parts)
+
+
 # -- the evaluator ----------------------------------------------------------------------------
 
 
 @dataclass
 class Evaluator:
-    """Scores generators against real statistics prepared once by make_evaluator."""
+    """Scores generators with the scorers make_evaluator prepared (None: not configured)."""
 
     cfg: Config
     device: torch.device
-    n_ref: int  # real images in the reference set
-    weights: Weights | None = None
-    inception: nn.Module | None = None
-    real_fid: dict | None = None  # gaussian(with_sqrt) + "features" of the reference set
-    vgg: nn.Module | None = None
-    real_vgg: torch.Tensor | None = None
-    classifier: Classifier | None = None
-    classifier_info: dict | None = None
-    real_domain: dict | None = None  # gaussian(with_sqrt) of classifier features + "diversity"
+    inception: InceptionScorer | None = None
+    vgg: VggScorer | None = None
+    domain: DomainScorer | None = None
 
     @property
     def batch_size(self) -> int:
@@ -106,62 +213,27 @@ class Evaluator:
         was_training = G.training
         G.eval()
         try:
-            return self._score(self._features(x for x, _ in batches(G, n, self.batch_size)))
+            return self._score(x for x, _ in batches(G, n, self.batch_size))
         finally:
             G.train(was_training)
 
     def evaluate_images(self, images: torch.Tensor) -> dict:
         """Scores of a set of uint8 images (N, C, H, W) in place of a generator's samples."""
         b = self.batch_size
-        return self._score(self._features(images[i : i + b] for i in range(0, len(images), b)))
+        return self._score(images[i : i + b] for i in range(0, len(images), b))
 
-    def _features(self, batches) -> dict:
-        out = {"fid": [], "vgg": [], "domain": [], "logits": []}
+    def _score(self, batches) -> dict:
+        scorers = [s for s in (self.inception, self.vgg, self.domain) if s is not None]
+        parts = {s: [] for s in scorers}
         for x in batches:  # uint8 (B, 3 or C, H, W)
-            if self.inception is not None:
-                out["fid"].append(extract(self.inception, x))
-            if self.vgg is not None:
-                out["vgg"].append(extract(self.vgg, x))
-            if self.classifier is not None:
-                f, logits = predict(self.classifier, x[:, : self.cfg.channels])
-                out["domain"].append(f)
-                out["logits"].append(logits)
-        return {k: torch.cat(v) for k, v in out.items() if v}
-
-    def _score(self, fake: dict) -> dict:
+            for s in scorers:
+                parts[s].append(s.features(x))
+        fake = {s: _cat(p) for s, p in parts.items() if p}
         out = {}
-        if "fid" in fake:
-            n = len(fake["fid"])
-            out["fid"] = fd_to(self.real_fid, fake["fid"])
-            out.update(fid_weights=self.weights.sha, fid_standard=self.weights.standard)
-            out.update(fid_samples=n, fid_ref=f"{self.cfg.fid_ref_split}:{self.n_ref}")
-            if self.cfg.kid:
-                # KID's subsets must fit in both sets; torch-fidelity's default is 1000
-                m = kid_features_to_metric(
-                    fake["fid"],
-                    self.real_fid["features"],
-                    kid_subset_size=min(1000, n, self.n_ref),
-                    verbose=False,
-                )
-                out.update(kid_mean=m[KEY_METRIC_KID_MEAN], kid_std=m[KEY_METRIC_KID_STD])
-        if "vgg" in fake:
-            m = prc_features_to_metric(fake["vgg"], self.real_vgg, verbose=False)
-            out.update(precision=m["precision"], recall=m["recall"])
-        if "domain" in fake:
-            out["fd_domain"] = fd_to(self.real_domain, fake["domain"])
-            classes = self.classifier_info["classes"]
-            # argmax over the kept classes only: a class filter must not count as collapse
-            pred = torch.tensor(classes)[fake["logits"][:, classes].argmax(1)]
-            out.update(class_coverage(pred, classes))
-            out["diversity"] = (
-                mean_pairwise_distance(fake["domain"]) / self.real_domain["diversity"]
-            )
-            out["diversity_space"] = "classifier"
-            out["classifier_acc"] = self.classifier_info["test_acc"]
-        elif "fid" in fake:  # unlabelled data: diversity in Inception space instead
-            real = mean_pairwise_distance(self.real_fid["features"])
-            out["diversity"] = mean_pairwise_distance(fake["fid"]) / real
-            out["diversity_space"] = "inception"
+        for s, f in fake.items():
+            out.update(s.score(f))
+        if self.domain is None and self.inception in fake:  # unlabelled data
+            out.update(self.inception.diversity(fake[self.inception]))
         return out
 
 
@@ -181,44 +253,12 @@ def _make_evaluator(cfg: Config, device: torch.device) -> Evaluator:
             f"config key 'metric': fd_domain needs a labelled dataset, and {cfg.dataset} "
             f"{cfg.data_path} has no class folders; use metric=fid"
         )
-    ev = Evaluator(cfg, device, len(ref))
+    ev = Evaluator(cfg, device)
     if cfg.metric == "fid" or cfg.kid:
-        ev.weights = resolve_weights(cfg)
-        ev.inception = inception(ev.weights, device, cfg.fid_compile)
-        # keyed by every data option and the weights' hash: torch-fidelity's own cache is keyed
-        # by a name only, and would reuse statistics made with other weights
-        key = (
-            f"{data_key(cfg, cfg.fid_ref_split)}|n={len(ref)}|seed={REF_SEED}"
-            f"|{INCEPTION}:{INCEPTION_LAYER}|weights={ev.weights.sha}"
-        )
-
-        def real_fid() -> dict:
-            log.info("computing real Inception statistics of %d images (cached)", len(ref))
-            feats = extract_all(ev.inception, ref.images, ev.batch_size)
-            stats = {k: torch.from_numpy(v) for k, v in gaussian(feats, with_sqrt=True).items()}
-            return {"features": feats, **stats}
-
-        saved = cached(Path(cfg.data_dir) / "cache", "fid", key, real_fid)
-        ev.real_fid = {k: saved[k].numpy() for k in ("mu", "sigma", "sqrt_sigma")}
-        ev.real_fid["features"] = saved["features"]
+        ev.inception = InceptionScorer(cfg, ref, device, ev.batch_size)
     if cfg.prc:
-        ev.vgg = vgg(device)
-        key = f"{data_key(cfg, cfg.fid_ref_split)}|n={len(ref)}|seed={REF_SEED}|{VGG}:{VGG_LAYER}"
-        saved = cached(
-            Path(cfg.data_dir) / "cache",
-            "vgg",
-            key,
-            lambda: {"features": extract_all(ev.vgg, ref.images, ev.batch_size)},
-        )
-        ev.real_vgg = saved["features"]
+        ev.vgg = VggScorer(cfg, ref, device, ev.batch_size)
     found = domain_classifier(cfg, device) if labelled else None
     if found is not None:
-        ev.classifier, ev.classifier_info = found
-        feats = torch.cat(
-            [predict(ev.classifier, ref.images[i : i + 1000])[0] for i in range(0, len(ref), 1000)]
-        )
-        ev.real_domain = {
-            **gaussian(feats, with_sqrt=True),
-            "diversity": mean_pairwise_distance(feats),
-        }
+        ev.domain = DomainScorer(*found, ref, cfg.channels)
     return ev

@@ -91,17 +91,19 @@ def test_fid_in_memory_self_noise_and_real(fid_cfg, inception_weights):
     assert far["kid_mean"] > other["kid_mean"]  # KID subset size clamped to the 16 samples
     # every result names its weights, and random weights are never called standard
     assert same["fid_weights"] == extractors.file_sha(inception_weights)
-    assert same["fid_standard"] is False and ev.weights.label.startswith("FID* (non-standard")
+    assert same["fid_standard"] is False
+    assert ev.inception.weights.label.startswith("FID* (non-standard")
     assert set(same) >= {"fd_domain", "class_coverage_min", "class_entropy", "classifier_acc"}
 
 
 def test_fid_compile_gives_the_eager_features(fid_cfg):
     images = load_split(fid_cfg(), "train").images[:12]
     ev = make_evaluator(fid_cfg(fid_compile=True), "cpu")
-    assert isinstance(ev.inception, extractors.Compiled)
-    compiled = extractors.extract_all(ev.inception, images, 8)  # 8, then 4 padded to 8
-    assert ev.inception.run is not ev.inception.fe  # compiled: no fallback happened
-    eager = extractors.extract_all(ev.inception.fe, images, 8)
+    net = ev.inception.net
+    assert isinstance(net, extractors.Compiled)
+    compiled = extractors.extract_all(net, images, 8)  # 8, then 4 padded to 8
+    assert net.run is not net.fe  # compiled: no fallback happened
+    eager = extractors.extract_all(net.fe, images, 8)
     assert compiled.shape == eager.shape == (12, 2048)
     assert (compiled - eager).abs().max() <= 1e-4 * eager.abs().max()
 
@@ -122,7 +124,7 @@ def test_fid_compile_falls_back_to_eager_when_compiling_fails(fid_cfg, monkeypat
     with caplog.at_level("WARNING", logger="gan.extractors"):
         result = ev.evaluate_images(images)
     assert "fid_compile: torch.compile failed (InductorError: no C++ compiler)" in caplog.text
-    assert ev.inception.run is ev.inception.fe
+    assert ev.inception.net.run is ev.inception.net.fe
     assert result["fid"] == eager["fid"]
 
 
@@ -144,10 +146,10 @@ def test_real_statistics_are_cached_per_weights(tmp_path, tiny, inception_weight
     real_extract = metrics.extract_all
     monkeypatch.setattr(metrics, "extract_all", lambda *a: calls.append(1) or real_extract(*a))
     first = make_evaluator(cfg, "cpu")
-    assert len(calls) == 1 and first.classifier is None  # unlabelled: no domain classifier
+    assert len(calls) == 1 and first.domain is None  # unlabelled: no domain classifier
     second = make_evaluator(cfg, "cpu")
     assert len(calls) == 1  # cache hit: the real images are not run through Inception again
-    np.testing.assert_array_equal(first.real_fid["sigma"], second.real_fid["sigma"])
+    np.testing.assert_array_equal(first.inception.real["sigma"], second.inception.real["sigma"])
     assert len(list((tmp_path / "data" / "cache").glob("fid_*.pt"))) == 1
     # other weights (same layout, other bytes) must not reuse those statistics
     state = torch.load(inception_weights, weights_only=True)
@@ -209,7 +211,7 @@ def test_fd_domain_ranks_noise_early_generator_real(fid_cfg, tmp_path):
     ev = make_evaluator(cfg, "cpu")  # the classifier is cached in fid_cfg's shared data_dir
     assert torch.equal(rng, torch.get_rng_state())
     assert ev.inception is None  # fd_domain alone needs no Inception weights
-    assert ev.classifier_info["test_acc"] > 0.7  # trained on the same 1024 images
+    assert ev.domain.info["test_acc"] > 0.7  # trained on the same 1024 images
     early = ev.evaluate(G)
     noise = ev.evaluate_images(torch.randint(0, 256, (200, 1, 28, 28), dtype=torch.uint8))
     real = ev.evaluate_images(load_split(cfg, "train").images[-200:])  # not the reference set
