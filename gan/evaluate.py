@@ -23,6 +23,7 @@ from gan.data import data_key, load_split, to_float
 from gan.device import resolve_device
 from gan.metrics import Evaluator, Weights, make_evaluator
 from gan.sampling import EVAL_SEED, sample
+from gan.table import text_table
 from gan.utility import memorisation, utility
 
 D_SAMPLES = 2000  # images per side for the discriminator's accuracy
@@ -285,12 +286,7 @@ def table(rows: list[dict]) -> str:
                 notes.add(r["fid_weights"])
             cells.append(cell)
         lines.append(cells)
-    header = [name for name, _ in cols]
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *lines, strict=True)]
-    text = [
-        " ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True))
-        for row in [header, *lines]
-    ]
+    text = [text_table([[name for name, _ in cols], *lines])]
     for sha in sorted(notes):
         text.append(f"* FID* (non-standard weights {sha}): not comparable with published FIDs")
     if any("memorisation_ratio" in r for r in rows):

@@ -13,6 +13,7 @@ import yaml
 from PIL import Image, ImageDraw
 
 from gan.config import GanError, make_config, to_dict
+from gan.table import text_table
 
 SHEET_TOP = 6  # configurations on the comparison sheet
 DIVERGED = 1.0e9  # reported instead of inf: one inf in an ASHA rung makes its cutoff NaN/-inf
@@ -137,11 +138,8 @@ def leaderboard(rows: list[dict], spec) -> str:
     cols = ["trial", "status", spec.metric, "best_epoch", "epochs", *spec.search]
     if rows and MEAN in rows[0]:
         cols[3:3] = [MEAN, STD, SEEDS]
-    table = [["#", *cols]] + [[str(i + 1), *(_fmt(r[c]) for c in cols)] for i, r in enumerate(rows)]
-    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
-    return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) for line in table
-    )
+    lines = [[str(i + 1), *(_fmt(r[c]) for c in cols)] for i, r in enumerate(rows)]
+    return text_table([["#", *cols], *lines], gap="  ")
 
 
 def _trials_csv(rows: list[dict]) -> bytes:
