@@ -2,8 +2,8 @@
 
 Each field declares, beside its default, what the rest of the package needs to know about its
 key (allowed values, whether a run may resume under a new value, ...); the lists other modules
-use (CHOICES, RETUNABLE, RESUMABLE, PATH_KEYS, INPUT_KEYS, NOT_SEARCHABLE, DATA_KEYS) and the
-key table of docs/config.md (`python -m gan.config docs/config.md`) are derived from it."""
+use (CHOICES, RETUNABLE, RESUMABLE, PATH_KEYS, INPUT_KEYS, NOT_SEARCHABLE, DATA_KEYS, SCORE_KEYS)
+and the key table of docs/config.md (`python -m gan.config docs/config.md`) are derived from it."""
 
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ def key(
     path: bool = False,
     input: bool = False,  # noqa: A002
     data: bool = False,
+    score: bool = False,
     search: bool = True,
 ) -> dataclasses.Field:
     """A Config field and what its key means elsewhere:
@@ -46,10 +47,12 @@ def key(
     path     a file or directory, made absolute before trials run in their own directories;
     input    a tune checks every searched value of it before starting (what a trial reads);
     data     names the prepared data (gan.data.data_key): a new value prepares it anew;
+    score    changes the evaluator's real statistics or models (as the data keys do, through
+             data_key): runs that differ in it cannot share one evaluator;
     search   a tune may search it."""
     meta = {"doc": doc, "choices": tuple(choices), "subset": tuple(subset), "range": range}
     meta.update(resume=resume or retune, retune=retune, path=path, input=input, data=data)
-    meta["search"] = search
+    meta.update(score=score, search=search)
     return dataclasses.field(default=default, metadata=meta)
 
 
@@ -87,6 +90,7 @@ class Config:
         resume=True,
         path=True,
         input=True,
+        score=True,
     )
     classes: tuple[int, ...] = key(
         (), "keep only these labels, relabelled 0..k-1 (empty: all)", input=True, data=True
@@ -254,6 +258,7 @@ class Config:
         choices=("fid", "fd_domain"),
         resume=True,
         input=True,
+        score=True,
         search=False,
     )
     fid_samples: int = key(
@@ -261,12 +266,14 @@ class Config:
         "generated images per evaluation (compare FIDs at equal N only)",
         range="[2, inf)",
         resume=True,
+        score=True,
     )
     fid_ref_split: str = key(
         "test",
         "real statistics from the train or test split",
         choices=("train", "test"),
         resume=True,
+        score=True,
     )
     fid_weights: str = key(
         "",
@@ -274,6 +281,7 @@ class Config:
         resume=True,
         path=True,
         input=True,
+        score=True,
     )
     # torch.compile Inception with its weights frozen: faster FID evaluations after a one-off
     # compile (README, Benchmarks: the FID row), falling back to eager if it fails
@@ -282,8 +290,12 @@ class Config:
         "torch.compile Inception, weights frozen: faster evaluations after a one-off compile",
         resume=True,
     )
-    kid: bool = key(False, "also compute KID at each evaluation", resume=True, input=True)
-    prc: bool = key(False, "also compute precision/recall (needs VGG16 weights)", resume=True)
+    kid: bool = key(
+        False, "also compute KID at each evaluation", resume=True, input=True, score=True
+    )
+    prc: bool = key(
+        False, "also compute precision/recall (needs VGG16 weights)", resume=True, score=True
+    )
 
 
 FIELDS = {f.name: f for f in fields(Config)}
@@ -294,7 +306,7 @@ META = {k: {**key(None, "").metadata, **f.metadata} for k, f in FIELDS.items()}
 
 
 def keys_where(flag: str) -> tuple[str, ...]:
-    """The config keys whose metadata sets `flag` (resume, retune, path, input, data), in order."""
+    """The config keys whose metadata sets `flag` (one of key()'s flags), in field order."""
     return tuple(k for k, meta in META.items() if meta[flag])
 
 
@@ -309,6 +321,9 @@ PATH_KEYS = keys_where("path")  # tune trials run in their own cwd: made absolut
 INPUT_KEYS = keys_where("input")  # what a trial reads: a tune checks each searched value first
 NOT_SEARCHABLE = tuple(k for k, meta in META.items() if not meta["search"])
 DATA_KEYS = keys_where("data")  # what names the prepared data (gan.data.data_key)
+# with the data keys, what makes an evaluator's real statistics and models (gan.metrics): runs
+# that agree on these share one evaluator (gan.evaluate)
+SCORE_KEYS = keys_where("score")
 
 # named protocols: the settings under which a FID compares with published numbers
 PROTOCOLS = {

@@ -18,7 +18,15 @@ from torchvision.utils import make_grid, save_image
 
 from gan.checkpoint import find_checkpoint, load_generator
 from gan.classifier import domain_classifier, mean_pairwise_distance, predict
-from gan.config import PROTOCOLS, Config, GanError, make_config, parse_overrides, to_dict
+from gan.config import (
+    PROTOCOLS,
+    SCORE_KEYS,
+    Config,
+    GanError,
+    make_config,
+    parse_overrides,
+    to_dict,
+)
 from gan.data import data_key, load_split, to_float
 from gan.device import resolve_device
 from gan.metrics import Evaluator, Weights, make_evaluator
@@ -130,8 +138,8 @@ def evaluate_run(ckpt: Path, args, evaluators: dict) -> dict:
     device = resolve_device(args.device, cli=True)
     G, cfg, state = load_generator(ckpt, device)
     cfg = eval_config(cfg, args)
-    key = (data_key(cfg, "train"), data_key(cfg, cfg.fid_ref_split), cfg.fid_samples, cfg.metric)
-    key += (cfg.kid, cfg.prc, cfg.fid_weights, cfg.data_dir)
+    key = (data_key(cfg, "train"), data_key(cfg, cfg.fid_ref_split))
+    key += tuple(getattr(cfg, k) for k in SCORE_KEYS)
     if key not in evaluators:  # runs of one experiment share the real statistics and classifier
         evaluators[key] = make_evaluator(cfg, device)
     ev: Evaluator = evaluators[key]

@@ -33,6 +33,8 @@ NOT_SEARCHABLE_BEFORE = {"metric", "name"}
 # what data_key named the prepared data by (image_size as "size", balanced only when on)
 DATA_BEFORE = {"dataset", "data_path", "classes", "image_size", "channels", "limit", "holdout"}
 DATA_BEFORE |= {"balanced"}
+# what gan evaluate keyed its evaluators by beside data_key, by hand (fid_ref_split as its split)
+SCORE_BEFORE = {"fid_samples", "metric", "kid", "prc", "fid_weights", "data_dir", "fid_ref_split"}
 
 
 def test_resumable_keys_are_those_of_before():
@@ -66,6 +68,10 @@ def test_data_keys_are_those_of_before():
     assert set(config.DATA_KEYS) == DATA_BEFORE
 
 
+def test_score_keys_are_those_of_before():
+    assert set(config.SCORE_KEYS) == SCORE_BEFORE
+
+
 # -- every field declares its key --------------------------------------------------------------
 
 
@@ -95,6 +101,8 @@ def test_derived_lists_are_config_keys():
     assert set(CHOICES) <= names and set(RETUNABLE) <= names and set(PATH_KEYS) <= names
     assert set(config.RESUMABLE) <= names and set(config.INPUT_KEYS) <= names
     assert set(config.NOT_SEARCHABLE) <= names and set(config.DATA_KEYS) <= names
+    assert set(config.SCORE_KEYS) <= names
+    assert not set(config.SCORE_KEYS) & set(config.DATA_KEYS)  # those count through data_key
     assert set(RETUNABLE) <= config.RESUMABLE  # a retuned key may change on resume
     assert not set(config.DATA_KEYS) & config.RESUMABLE  # other data: another run
     for name, meta in config.META.items():
