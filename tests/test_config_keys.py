@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gan import config
+from gan import config, config_docs
 from gan.config import CHOICES, FIELDS, PATH_KEYS, RETUNABLE, Config, make_config
 
 # the derived sets as they were written out by hand: runs and checkpoints resume as before
@@ -189,20 +189,20 @@ def test_data_key_changes_with_the_data_keys_only(tmp_path):
 
 def test_docs_config_md_is_the_generated_page():
     page = Path(__file__).parents[1] / "docs" / "config.md"
-    assert page.read_bytes() == config.config_page().encode(), (
-        "docs/config.md is stale: run python -m gan.config docs/config.md"
+    assert page.read_bytes() == config_docs.config_page().encode(), (
+        "docs/config.md is stale: run python -m gan.config_docs docs/config.md"
     )
 
 
 def test_key_table_has_every_key_once():
-    table = config.key_table()
+    table = config_docs.key_table()
     for name in FIELDS:
         assert table.count(f"| `{name}` |") == 1, name
     assert "| `lr_g` | `0.0002` | (0, inf) | retuned |" in table
     assert "| `seed` | `0` | text |" not in table
 
 
-def test_python_m_gan_config_writes_the_page(tmp_path):
+def test_python_m_gan_config_docs_writes_the_page(tmp_path):
     out = tmp_path / "config.md"
-    subprocess.run([sys.executable, "-m", "gan.config", str(out)], check=True)
-    assert out.read_text() == config.config_page()
+    subprocess.run([sys.executable, "-m", "gan.config_docs", str(out)], check=True)
+    assert out.read_text() == config_docs.config_page()
