@@ -3,7 +3,7 @@ PY      ?= .venv/bin/python
 CONFIG  ?= tune_configs/fmnist.yaml
 STAMP   := .venv/.installed-stamp
 
-.PHONY: help install test test-fast lint format tune tune-quick train-best tensorboard bench image image-lint clean
+.PHONY: help install test test-fast lint format tune tune-quick train-best tensorboard bench docs image image-lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -46,6 +46,10 @@ tensorboard: $(STAMP)  ## TensorBoard over every trial and run
 
 bench: $(STAMP)  ## benchmarks: ratios measured in one run, saved under bench/results/
 	$(PY) -m bench
+
+docs: $(STAMP)  ## regenerate docs/config.md and docs/benchmarks.md (+ plots) from the code and the committed JSON
+	$(PY) -m gan.config_docs docs/config.md
+	$(PY) -m bench report
 
 image:  ## build the gan-job image (the gan CLI; also a Ray head/worker node image)
 	docker build -t gan-job .
