@@ -22,7 +22,16 @@ def test_the_page_and_plots_equal_what_the_json_writes(tmp_path):
 
 def test_every_section_names_its_run():
     text = (DOCS / "benchmarks.md").read_text()
-    for key in ("quality", "quality_fused", "small", "quick", "search", "mfu", "growth"):
+    for key in (
+        "quality",
+        "quality_fused",
+        "small",
+        "small_anneal",
+        "quick",
+        "search",
+        "mfu",
+        "growth",
+    ):
         assert SOURCES[key] in text, key
 
 

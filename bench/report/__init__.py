@@ -19,6 +19,7 @@ SOURCES = {
     "quality": "cpu-20261205-035436.json",  # the quality curves, 10 epochs
     "quality_fused": "cpu-20261205-121822.json",  # fmnist rerun to epoch 2 after the fused blocks
     "small": "cpu-20261206-160517.json",  # limited data, 1M images seen
+    "small_anneal": "cpu-20261206-172452.json",  # small-anneal on both subsets
     "quick": "cpu-20261201-191617.json",  # screen, quick and asha rows
     "search": "cpu-20261205-084237.json",  # tuning methods against the exhaustive search
     "train": "cpu-20261205-103732.json",  # fused blocks; the Intel host of the MFU rows
@@ -70,7 +71,12 @@ def page(out: Path, results: Path = RESULTS) -> str:
                 SOURCES["quality_fused"],
                 out,
             ),
-            small.section(res["small"], SOURCES["small"], out),
+            small.section(
+                res["small"],
+                SOURCES["small"],
+                [(res[k], SOURCES[k]) for k in ("small_anneal",)],
+                out,
+            ),
             quick.section(res["quick"], SOURCES["quick"]),
             performance.section(res, SOURCES, search_section),
         ]

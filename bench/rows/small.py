@@ -35,6 +35,11 @@ RECIPES = {
     "small": ("small", []),
     # the small preset with DiffAugment always on and no LeCam: how it shipped first
     "small-diffaug": ("small", ["ada_target=0.0", "lecam=0.0"]),
+    # the small preset annealed for a stable end: learning rates to 5% (not 20%) of their start,
+    # G_ema's half-life 5% of the run (not ema_decay's fixed 22k images)
+    "small-anneal": ("small", ["lr_end=0.05", "ema_horizon=0.05"]),
+    # R1 on real images (lazy, every 16 D steps) on top of the annealed preset
+    "small-r1": ("small", ["lr_end=0.05", "ema_horizon=0.05", "r1_gamma=0.1"]),
     "fmnist": ("fmnist", []),  # the full-data recipe as it is (per-epoch decay included)
 }
 DEFAULT = ("textbook", "small", "small-diffaug")
