@@ -32,8 +32,9 @@ def _ticks_log(lo: float, hi: float) -> list[float]:
     return out
 
 
-def panel(draw, box, curves, xkey, xlabel, font, log_x: bool) -> None:
-    """One log-y panel of fd_domain curves inside box = (x0, y0, x1, y1)."""
+def panel(draw, box, curves, xkey, xlabel, font, log_x: bool, names: list[str] = ()) -> None:
+    """One log-y panel of fd_domain curves inside box = (x0, y0, x1, y1); a curve's colour is its
+    place in `names` (the legend's order, so that panels agree) or else in `curves`."""
     x0, y0, x1, y1 = box
     ys = [r["fd_domain"] for c in curves.values() for r in c]
     xs = [r[xkey] for c in curves.values() for r in c]
@@ -58,7 +59,8 @@ def panel(draw, box, curves, xkey, xlabel, font, log_x: bool) -> None:
         draw.line([(px(t), y1), (px(t), y1 + 4)], fill=(0, 0, 0))
         draw.text((px(t), y1 + 6), f"{t:g}", fill=(0, 0, 0), font=font, anchor="ma")
     draw.text(((x0 + x1) / 2, y1 + 26), xlabel, fill=(0, 0, 0), font=font, anchor="ma")
-    for i, curve in enumerate(curves.values()):
+    for i, (name, curve) in enumerate(curves.items()):
+        i = names.index(name) if names else i
         pts = [(px(r[xkey]), py(r["fd_domain"])) for r in curve]
         colour = COLOURS[i % len(COLOURS)]
         draw.line(pts, fill=colour, width=3 if i == 0 else 2)
@@ -121,9 +123,8 @@ def small(small: dict, path: Path, title: str) -> None:
         draw.text(
             (x0 + 220, 30), f"{int(size):,} training images", fill=(0, 0, 0), font=font, anchor="ma"
         )
-        panel(
-            draw, (x0, 50, x0 + 440, 420), curves, "kimg", "thousand images seen (log)", font, True
-        )
+        box = (x0, 50, x0 + 440, 420)
+        panel(draw, box, curves, "kimg", "thousand images seen (log)", font, True, names)
     draw.text((8, 30), "fd_domain", fill=(0, 0, 0), font=font, anchor="lm")
     legend(draw, names, (100, 484), W - 40, font)
     _save(img, path)
