@@ -27,6 +27,7 @@ def test_every_section_names_its_run():
         "quality_fused",
         "small",
         "small_anneal",
+        "small_r1",
         "quick",
         "search",
         "mfu",

@@ -20,6 +20,7 @@ SOURCES = {
     "quality_fused": "cpu-20261205-121822.json",  # fmnist rerun to epoch 2 after the fused blocks
     "small": "cpu-20261206-160517.json",  # limited data, 1M images seen
     "small_anneal": "cpu-20261206-172452.json",  # small-anneal on both subsets
+    "small_r1": "cpu-20261206-183745.json",  # small-r1 on 1,000 images
     "quick": "cpu-20261201-191617.json",  # screen, quick and asha rows
     "search": "cpu-20261205-084237.json",  # tuning methods against the exhaustive search
     "train": "cpu-20261205-103732.json",  # fused blocks; the Intel host of the MFU rows
@@ -74,7 +75,7 @@ def page(out: Path, results: Path = RESULTS) -> str:
             small.section(
                 res["small"],
                 SOURCES["small"],
-                [(res[k], SOURCES[k]) for k in ("small_anneal",)],
+                [(res[k], SOURCES[k]) for k in ("small_anneal", "small_r1")],
                 out,
             ),
             quick.section(res["quick"], SOURCES["quick"]),

@@ -4,6 +4,7 @@ the textbook DCGAN on the same subset (the `small` row), its tables, plot and fi
 from __future__ import annotations
 
 import copy
+import textwrap
 from pathlib import Path
 
 from bench.report import plots
@@ -43,7 +44,7 @@ NOTES = """\
 
 LATER = """\
 Later runs (on {hosts}) of the same subsets, seed and scoring, set against the textbook DCGAN above
-(`bench/results/{sources}`):
+({sources}):
 
 - Annealed for a stable end (`small-anneal`: learning rates decayed to 5% of their start instead of
   20%, G_ema's half-life 5% of the run instead of ema_decay's fixed 22k images). On {n5} images its
@@ -210,6 +211,34 @@ def later_numbers(small: dict) -> dict:
     return figures
 
 
+def r1_note(small: dict) -> str:
+    """The R1 bullet of LATER, from the merged runs ('' without an R1 run)."""
+    one = small["sizes"]["1000"]["recipes"]
+    if "small-r1" not in one:
+        return ""
+    s, curve = one["small-r1"]["summary"], one["small-r1"]["curve"]
+    anneal = {r["epoch"]: r["fd_domain"] for r in one["small-anneal"]["curve"]}
+    done, epochs = curve[-1]["epoch"], small["sizes"]["1000"]["epochs"]
+    same = [r for r in curve if r["epoch"] in anneal]
+    wins = sum(r["fd_domain"] < anneal[r["epoch"]] for r in same)
+    text = (
+        f"- R1 on real images (`small-r1`: `small-anneal` with `r1_gamma=0.1`, lazy, every 16 D "
+        f"steps), on 1,000 images to epoch {done} of {epochs}: best {s['best_fd_domain']:.2f} at "
+        f"epoch {s['best_epoch']} ({s['best_vs_textbook_best']:.2f}x the textbook's), below "
+        f"`small-anneal` at {wins} of the {len(same)} epochs both scored, ending "
+        f"{s['last_over_best']:.2f}x its best; memorisation "
+        f"{s['last_memorisation_ratio']:.2f} at its last checkpoint"
+    )
+    best = {r["epoch"]: r for r in curve}[s["best_epoch"]]
+    if "utility_real" in best:
+        text += (
+            f"; utility at its best {best['utility_real']:.1%} real, "
+            f"{best['utility_real_plus_generated']:.1%} real plus generated, "
+            f"{best['utility_generated_only']:.1%} generated alone"
+        )
+    return textwrap.fill(text + ".", 99, subsequent_indent="  ", break_on_hyphens=False) + "\n"
+
+
 def section(res: dict, source: str, later: list[tuple[dict, str]], out: Path) -> str:
     """The section's Markdown, from the first run and the later runs that add recipes to it;
     draws small.png into out."""
@@ -231,8 +260,8 @@ def section(res: dict, source: str, later: list[tuple[dict, str]], out: Path) ->
                         {f"{r['machine']['cpu']}, {r['machine']['cores']} cores" for r, _ in later}
                     )
                 ),
-                sources=", ".join(name for _, name in later),
-                r1="",
+                sources=", ".join(f"`bench/results/{name}`" for _, name in later),
+                r1=r1_note(small),
                 **n,
                 **later_numbers(small),
             ),
