@@ -118,11 +118,11 @@ def curve_table(small: dict) -> str:
     return table(header, "rlrrrrrr", rows)
 
 
-def _figures(recipes: dict, tag: str = "") -> dict:
-    """The small preset's figures on one subset, against that subset's textbook DCGAN; each key
-    ends in `tag`."""
-    s = recipes["small"]["summary"]
-    best = {r["epoch"]: r for r in recipes["small"]["curve"]}[s["best_epoch"]]
+def _figures(recipes: dict, tag: str = "", name: str = "small", prefix: str = "") -> dict:
+    """A recipe's figures on one subset, against that subset's textbook DCGAN; each key starts
+    with `prefix` and ends in `tag`."""
+    s = recipes[name]["summary"]
+    best = {r["epoch"]: r for r in recipes[name]["curve"]}[s["best_epoch"]]
     figures = {
         "ratio": f"{s['best_vs_textbook_best']:.2f}",
         "best": f"{s['best_fd_domain']:.2f}",
@@ -136,7 +136,7 @@ def _figures(recipes: dict, tag: str = "") -> dict:
         "gain": round(100 * best["utility_real_plus_generated"], 1)
         - round(100 * best["utility_real"], 1),
     }
-    return {k + tag: v for k, v in figures.items()}
+    return {prefix + k + tag: v for k, v in figures.items()}
 
 
 def numbers(small: dict) -> dict:
@@ -190,22 +190,13 @@ def later_numbers(small: dict) -> dict:
     for recipes, tag in ((one, ""), (five, "5")):
         s = recipes["small-anneal"]["summary"]
         curve = recipes["small-anneal"]["curve"]
-        best = {r["epoch"]: r for r in curve}[s["best_epoch"]]
         tail = [r["fd_domain"] for r in curve if r["epoch"] > curve[-1]["epoch"] - 50]
+        figures.update(_figures(recipes, tag, "small-anneal", "a_"))
         figures.update(
             {
-                f"a_best{tag}": f"{s['best_fd_domain']:.2f}",
                 f"a_ep{tag}": s["best_epoch"],
-                f"a_ratio{tag}": f"{s['best_vs_textbook_best']:.2f}",
-                f"a_last_over_best{tag}": f"{s['last_over_best']:.2f}",
                 f"a_lo{tag}": f"{min(tail):.2f}",
                 f"a_hi{tag}": f"{max(tail):.2f}",
-                f"a_u_real{tag}": f"{best['utility_real']:.1%}",
-                f"a_u_both{tag}": f"{best['utility_real_plus_generated']:.1%}",
-                f"a_u_gen{tag}": f"{best['utility_generated_only']:.1%}",
-                # points between the rounded percentages, as they read
-                f"a_gain{tag}": round(100 * best["utility_real_plus_generated"], 1)
-                - round(100 * best["utility_real"], 1),
             }
         )
     return figures
