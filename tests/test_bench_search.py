@@ -1,5 +1,7 @@
 """The tuning-efficiency bench's bookkeeping: trial-epochs to within 5%, the budget, the table."""
 
+import json
+
 import pytest
 
 from bench.report.plots import search as plot
@@ -40,3 +42,29 @@ def test_report_table_and_plot(tmp_path):
     assert (tmp_path / "search.png").stat().st_size > 1000
     with pytest.raises(KeyError):
         table({"metric": "x"})
+
+
+def test_table_methods_replay_the_table_through_a_running_ray(ray_session, tune_base, tmp_path):
+    """The table's trials find it although Ray was up before the table was written (as when the
+    row runs after another Ray row in the same process)."""
+    import ray.cloudpickle
+
+    import bench.rows.search as search
+
+    ray.cloudpickle.register_pickle_by_value(search)  # as the row does: workers can't import bench/
+    points = [{"arch": "dcgan", "lr_g": 2.0e-4, "lr_d": d} for d in (2.0e-4, 5.0e-4)]
+    table = {search.key(p): [9.0 - i, 8.0 - i, 7.0 - i] for i, p in enumerate(points)}
+    (tmp_path / "table.json").write_text(json.dumps(table))
+    top = {
+        "searcher": "random",
+        "search": {
+            "arch": {"choice": ["dcgan"]},
+            "lr_g": {"choice": [2.0e-4]},
+            "lr_d": {"grid_search": [2.0e-4, 5.0e-4]},
+        },
+        "resources": {"cpu": 1},
+        "num_samples": 1,
+    }
+    trainable = search.table_trainable(tmp_path / "table.json")
+    values, _ = search.run_method("replay", top, dict(tune_base), tmp_path, trainable, 0)
+    assert sorted(values) == sorted(v for curve in table.values() for v in curve)

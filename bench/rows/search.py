@@ -35,7 +35,6 @@ from gan.config import read_yaml
 
 ARCHS = ["baseline", "modified", "dcgan"]
 LRS = [2.0e-4, 5.0e-4, 1.0e-3]
-TABLE_ENV = "GAN_BENCH_SEARCH_TABLE"  # where the table trainable finds the measured curves
 WITHIN = 0.05
 
 
@@ -80,11 +79,22 @@ def curve_of(task: tuple) -> tuple[str, list[float]]:
     return key(point), reports
 
 
-def table_trial(config, exp_dir: str = "", mode: str = "min") -> None:
-    """A Ray trainable that reports its config's measured curve, one epoch at a time."""
+def table_trainable(table_file: Path):
+    """A Ray trainable that reports its config's curve from `table_file` (the measured table),
+    one epoch at a time. The path travels inside the trainable, so its workers find it whether
+    or not Ray was already running when the table was written."""
+    table_file = str(table_file)
+
+    def table_trial(config, exp_dir: str = "", mode: str = "min") -> None:
+        replay(config, json.loads(Path(table_file).read_text()), exp_dir)
+
+    return table_trial
+
+
+def replay(config: dict, table: dict, exp_dir: str) -> None:
+    """Report `config`'s curve in `table` through Ray Tune, logging each epoch to events.jsonl."""
     from ray import tune
 
-    table = json.loads(Path(os.environ[TABLE_ENV]).read_text())
     curve = table[key(config)]
     events = Path(exp_dir) / "events.jsonl"
     for epoch, value in enumerate(curve[: int(config["epochs"])], 1):
@@ -163,7 +173,7 @@ def bench_search(
     exhaustive_s = time.time() - t0
     exhaustive_trace = [v for curve in table.values() for v in curve]  # grid order
     (work / "table.json").write_text(json.dumps(table))
-    os.environ[TABLE_ENV] = str(work / "table.json")  # before Ray starts: workers inherit it
+    trainable = table_trainable(work / "table.json")
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers can't import bench/
     best = min(min(c) for c in table.values())
     budget = (len(table) * max_t) // 3
@@ -204,7 +214,7 @@ def bench_search(
         runs = []
         for seed in range(seeds):
             tag = label.replace(" ", "-").replace("+", "-")
-            values, wall = run_method(tag, {**common, **top}, base, work, table_trial, seed)
+            values, wall = run_method(tag, {**common, **top}, base, work, trainable, seed)
             runs.append({"seed": seed, **summary(values, best, budget), "wall_s": round(wall)})
             print(f"search  {label} seed {seed}: {json.dumps(runs[-1])}", flush=True)
             runs[-1]["trace"] = values
