@@ -289,6 +289,7 @@ class Config:
         False,
         "torch.compile Inception, weights frozen: faster evaluations after a one-off compile",
         resume=True,
+        score=True,  # a compiled Inception scores ~1e-4 apart from an eager one
     )
     kid: bool = key(
         False, "also compute KID at each evaluation", resume=True, input=True, score=True
