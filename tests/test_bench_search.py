@@ -62,6 +62,7 @@ def test_table_methods_replay_the_table_through_a_running_ray(ray_session, tune_
             "lr_g": {"choice": [2.0e-4]},
             "lr_d": {"grid_search": [2.0e-4, 5.0e-4]},
         },
+        "scheduler": {"type": "fifo"},  # every trial to its end (ASHA would stop the worse)
         "resources": {"cpu": 1},
         "num_samples": 1,
     }
