@@ -202,32 +202,57 @@ def later_numbers(small: dict) -> dict:
     return figures
 
 
-def r1_note(small: dict) -> str:
-    """The R1 bullet of LATER, from the merged runs ('' without an R1 run)."""
-    one = small["sizes"]["1000"]["recipes"]
-    if "small-r1" not in one:
-        return ""
-    s, curve = one["small-r1"]["summary"], one["small-r1"]["curve"]
-    anneal = {r["epoch"]: r["fd_domain"] for r in one["small-anneal"]["curve"]}
-    done, epochs = curve[-1]["epoch"], small["sizes"]["1000"]["epochs"]
-    same = [r for r in curve if r["epoch"] in anneal]
-    wins = sum(r["fd_domain"] < anneal[r["epoch"]] for r in same)
-    text = (
-        f"- R1 on real images (`small-r1`: `small-anneal` with `r1_gamma=0.1`, lazy, every 16 D "
-        f"steps), on 1,000 images to epoch {done} of {epochs}: best {s['best_fd_domain']:.2f} at "
-        f"epoch {s['best_epoch']} ({s['best_vs_textbook_best']:.2f}x the textbook's), below "
-        f"`small-anneal` at {wins} of the {len(same)} epochs both scored, ending "
-        f"{s['last_over_best']:.2f}x its best; memorisation "
-        f"{s['last_memorisation_ratio']:.2f} at its last checkpoint"
-    )
-    best = {r["epoch"]: r for r in curve}[s["best_epoch"]]
-    if "utility_real" in best:
-        text += (
-            f"; utility at its best {best['utility_real']:.1%} real, "
-            f"{best['utility_real_plus_generated']:.1%} real plus generated, "
-            f"{best['utility_generated_only']:.1%} generated alone"
+def recipe_note(small: dict, name: str, what: str, against: str) -> str:
+    """A bullet of LATER on recipe `name` (described by `what`) on each subset it ran on, set
+    against recipe `against` there ('' where it never ran)."""
+    clauses = []
+    for size in sorted(small["sizes"], key=int):
+        recipes = small["sizes"][size]["recipes"]
+        if name not in recipes:
+            continue
+        s, curve = recipes[name]["summary"], recipes[name]["curve"]
+        other = recipes[against]
+        ref = {r["epoch"]: r["fd_domain"] for r in other["curve"]}
+        same = [r for r in curve if r["epoch"] in ref]
+        wins = sum(r["fd_domain"] < ref[r["epoch"]] for r in same)
+        clause = (
+            f"on {int(size):,} images to epoch {curve[-1]['epoch']} of "
+            f"{small['sizes'][size]['epochs']}: best {s['best_fd_domain']:.2f} at epoch "
+            f"{s['best_epoch']} ({s['best_vs_textbook_best']:.2f}x the textbook's), below "
+            f"`{against}` at {wins} of the {len(same)} epochs both scored, ending "
+            f"{s['last_over_best']:.2f}x its best (`{against}`: "
+            f"{other['summary']['last_over_best']:.2f}x); memorisation "
+            f"{s['last_memorisation_ratio']:.2f} at its last checkpoint"
         )
+        best = {r["epoch"]: r for r in curve}[s["best_epoch"]]
+        if "utility_real" in best:
+            clause += (
+                f"; utility at its best {best['utility_real']:.1%} real, "
+                f"{best['utility_real_plus_generated']:.1%} real plus generated, "
+                f"{best['utility_generated_only']:.1%} generated alone"
+            )
+        clauses.append(clause)
+    if not clauses:
+        return ""
+    text = f"- {what}, " + ". ".join(c if i == 0 else "O" + c[1:] for i, c in enumerate(clauses))
     return textwrap.fill(text + ".", 99, subsequent_indent="  ", break_on_hyphens=False) + "\n"
+
+
+def r1_notes(small: dict) -> str:
+    """The R1 bullets of LATER, from the merged runs: on the annealed schedule and on the preset's
+    own."""
+    lazy = "`r1_gamma=0.1`, lazy, every 16 D steps"
+    return recipe_note(
+        small,
+        "small-r1",
+        f"R1 on real images (`small-r1`: `small-anneal` with {lazy})",
+        "small-anneal",
+    ) + recipe_note(
+        small,
+        "small-plus-r1",
+        f"R1 on the preset's own schedule (`small-plus-r1`: `small` with {lazy})",
+        "small",
+    )
 
 
 def section(res: dict, source: str, later: list[tuple[dict, str]], out: Path) -> str:
@@ -252,7 +277,7 @@ def section(res: dict, source: str, later: list[tuple[dict, str]], out: Path) ->
                     )
                 ),
                 sources=", ".join(f"`bench/results/{name}`" for _, name in later),
-                r1=r1_note(small),
+                r1=r1_notes(small),
                 **n,
                 **later_numbers(small),
             ),
