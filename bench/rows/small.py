@@ -40,6 +40,8 @@ RECIPES = {
     "small-anneal": ("small", ["lr_end=0.05", "ema_horizon=0.05"]),
     # R1 on real images (lazy, every 16 D steps) on top of the annealed preset
     "small-r1": ("small", ["lr_end=0.05", "ema_horizon=0.05", "r1_gamma=0.1"]),
+    # R1 on the small preset's own schedule (lr_end 0.2, ema_decay's fixed half-life)
+    "small-plus-r1": ("small", ["r1_gamma=0.1"]),
     "fmnist": ("fmnist", []),  # the full-data recipe as it is (per-epoch decay included)
 }
 DEFAULT = ("textbook", "small", "small-diffaug")
