@@ -28,6 +28,7 @@ def test_every_section_names_its_run():
         "small",
         "small_anneal",
         "small_r1",
+        "small_plus_r1",
         "quick",
         "search",
         "mfu",

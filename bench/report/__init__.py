@@ -21,6 +21,7 @@ SOURCES = {
     "small": "cpu-20261206-160517.json",  # limited data, 1M images seen
     "small_anneal": "cpu-20261206-172452.json",  # small-anneal on both subsets
     "small_r1": "cpu-20261206-183745.json",  # small-r1 on 1,000 images
+    "small_plus_r1": "cpu-20261206-212309.json",  # small-plus-r1 on both, stopped part-way
     "quick": "cpu-20261201-191617.json",  # screen, quick and asha rows
     "search": "cpu-20261205-084237.json",  # tuning methods against the exhaustive search
     "train": "cpu-20261205-103732.json",  # fused blocks; the Intel host of the MFU rows
@@ -75,7 +76,7 @@ def page(out: Path, results: Path = RESULTS) -> str:
             small.section(
                 res["small"],
                 SOURCES["small"],
-                [(res[k], SOURCES[k]) for k in ("small_anneal", "small_r1")],
+                [(res[k], SOURCES[k]) for k in ("small_anneal", "small_r1", "small_plus_r1")],
                 out,
             ),
             quick.section(res["quick"], SOURCES["quick"]),

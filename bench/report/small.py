@@ -215,15 +215,21 @@ def recipe_note(small: dict, name: str, what: str, against: str) -> str:
         ref = {r["epoch"]: r["fd_domain"] for r in other["curve"]}
         same = [r for r in curve if r["epoch"] in ref]
         wins = sum(r["fd_domain"] < ref[r["epoch"]] for r in same)
+        done, epochs = curve[-1]["epoch"], small["sizes"][size]["epochs"]
         clause = (
-            f"on {int(size):,} images to epoch {curve[-1]['epoch']} of "
-            f"{small['sizes'][size]['epochs']}: best {s['best_fd_domain']:.2f} at epoch "
-            f"{s['best_epoch']} ({s['best_vs_textbook_best']:.2f}x the textbook's), below "
-            f"`{against}` at {wins} of the {len(same)} epochs both scored, ending "
-            f"{s['last_over_best']:.2f}x its best (`{against}`: "
-            f"{other['summary']['last_over_best']:.2f}x); memorisation "
-            f"{s['last_memorisation_ratio']:.2f} at its last checkpoint"
+            f"on {int(size):,} images to epoch {done} of {epochs}: best "
+            f"{s['best_fd_domain']:.2f} at epoch {s['best_epoch']} "
+            f"({s['best_vs_textbook_best']:.2f}x the textbook's), below `{against}` at {wins} of "
+            f"the {len(same)} epochs both scored, "
         )
+        if done < epochs:  # stopped part-way: its last checkpoint is not a run's end
+            clause += "stopped there (no end of run to compare)"
+        else:
+            clause += (
+                f"ending {s['last_over_best']:.2f}x its best (`{against}`: "
+                f"{other['summary']['last_over_best']:.2f}x)"
+            )
+        clause += f"; memorisation {s['last_memorisation_ratio']:.2f} at its last checkpoint"
         best = {r["epoch"]: r for r in curve}[s["best_epoch"]]
         if "utility_real" in best:
             clause += (
@@ -271,7 +277,7 @@ def section(res: dict, source: str, later: list[tuple[dict, str]], out: Path) ->
             "![fd_domain against images seen on 1,000 and 5,000 training images](small.png)\n",
             NOTES.format(**n),
             LATER.format(
-                hosts=", ".join(
+                hosts=" and ".join(
                     sorted(
                         {f"{r['machine']['cpu']}, {r['machine']['cores']} cores" for r, _ in later}
                     )
