@@ -62,6 +62,11 @@ Later runs (on {hosts}) of the same subsets, seed and scoring, set against the t
 {r1}"""
 
 
+def best_row(rec: dict) -> dict:
+    """A recipe's scored checkpoint at its best epoch."""
+    return next(r for r in rec["curve"] if r["epoch"] == rec["summary"]["best_epoch"])
+
+
 def summary_table(small: dict) -> str:
     """One row per subset and recipe: best and last fd_domain, memorisation, utility."""
     rows = []
@@ -69,7 +74,7 @@ def summary_table(small: dict) -> str:
         entry = small["sizes"][size]
         for name, rec in entry["recipes"].items():
             s, curve = rec["summary"], rec["curve"]
-            best = next(r for r in curve if r["epoch"] == s["best_epoch"])
+            best = best_row(rec)
             util = "–"
             if "utility_real" in best:
                 util = " / ".join(
@@ -122,7 +127,7 @@ def _figures(recipes: dict, tag: str = "", name: str = "small", prefix: str = ""
     """A recipe's figures on one subset, against that subset's textbook DCGAN; each key starts
     with `prefix` and ends in `tag`."""
     s = recipes[name]["summary"]
-    best = {r["epoch"]: r for r in recipes[name]["curve"]}[s["best_epoch"]]
+    best = best_row(recipes[name])
     figures = {
         "ratio": f"{s['best_vs_textbook_best']:.2f}",
         "best": f"{s['best_fd_domain']:.2f}",
@@ -230,7 +235,7 @@ def recipe_note(small: dict, name: str, what: str, against: str) -> str:
                 f"{other['summary']['last_over_best']:.2f}x)"
             )
         clause += f"; memorisation {s['last_memorisation_ratio']:.2f} at its last checkpoint"
-        best = {r["epoch"]: r for r in curve}[s["best_epoch"]]
+        best = best_row(recipes[name])
         if "utility_real" in best:
             clause += (
                 f"; utility at its best {best['utility_real']:.1%} real, "
@@ -240,7 +245,7 @@ def recipe_note(small: dict, name: str, what: str, against: str) -> str:
         clauses.append(clause)
     if not clauses:
         return ""
-    text = f"- {what}, " + ". ".join(c if i == 0 else "O" + c[1:] for i, c in enumerate(clauses))
+    text = f"- {what}, " + ". ".join([clauses[0], *(c[:1].upper() + c[1:] for c in clauses[1:])])
     return textwrap.fill(text + ".", 99, subsequent_indent="  ", break_on_hyphens=False) + "\n"
 
 
