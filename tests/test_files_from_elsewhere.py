@@ -22,7 +22,8 @@ import torch
 from fixtures_data import tiny_config
 from PIL import Image
 
-from gan.checkpoint import latest_good
+from gan.checkpoint import latest_good, load_checkpoint
+from gan.checkpoint_check import _built
 from gan.cli import main
 from gan.config import GanError, make_config
 from gan.serve import make_app
@@ -169,6 +170,18 @@ def test_resume_past_a_checkpoint_without_sched_g_trains_on(saved, tmp_path, cap
     assert len(warnings) == 1 and "key(s) sched_g missing" in warnings[0], warnings
     assert "done: epoch 2" in capsys.readouterr().out
     assert "sched_g" in torch.load(out / "checkpoints" / "ckpt_000002.pt", weights_only=True)
+
+
+def test_checking_a_checkpoint_leaves_the_callers_rng_as_it_was(saved):
+    """The check builds the config's models to compare shapes; their initialisers draw random
+    numbers, which must not move the RNG of a caller that loads a checkpoint and then samples."""
+    run, _ = saved
+    _built.cache_clear()  # the first read of a config builds its models
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    load_checkpoint(run / "checkpoints" / "ckpt_000001.pt")
+    assert torch.equal(torch.get_rng_state(), before)
+    assert _built.cache_info().misses == 1
 
 
 # -- ZIP archives ---------------------------------------------------------------------------------
