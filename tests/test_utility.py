@@ -79,12 +79,12 @@ def test_utility_rewards_real_looking_images_and_not_noise(fmnist_split):
     pool = replace(test_set, images=test_set.images[5000:], labels=test_set.labels[5000:])
     test = replace(test_set, images=test_set.images[:2000], labels=test_set.labels[:2000])
     good = BankG(pool.images, pool.labels)  # new real images of the asked class
-    u = utility(good, train_set, test, n_gen=2000, steps=150)
+    u = utility(good, train_set, test, n_gen=1000, steps=60)
     assert u["utility_real"] > 0.6 and u["utility_generated_only"] > 0.6
     assert u["utility_real_plus_generated"] > u["utility_real"] - 0.02
     assert u["utility_seeds"] == 3 and u["utility_real_std"] >= 0.0
     noise = BankG(pool.images, pool.labels, noise=True)  # labels carry nothing
-    u_noise = utility(noise, train_set, test, n_gen=2000, steps=150)
+    u_noise = utility(noise, train_set, test, n_gen=1000, steps=60)
     assert u_noise["utility_generated_only"] < 0.2  # chance is 0.1
     assert u_noise["utility_real"] == pytest.approx(u["utility_real"])  # same seeds, same data
     with pytest.raises(GanError, match="unconditional.*conditional=true"):
