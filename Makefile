@@ -21,7 +21,7 @@ install: $(STAMP)  ## create .venv and install gan with the pinned versions of c
 test: $(STAMP)  ## every test (real Fashion-MNIST slices, CPU, two-node Ray cluster; 5-9 min on 2 cores)
 	$(PY) -m pytest -q -n 2 --dist worksteal
 
-test-fast: $(STAMP)  ## the tests without the slow Ray ones
+test-fast: $(STAMP)  ## the tests without the slow ones (Ray chaos, long training: 20 s or more each)
 	$(PY) -m pytest -q -n 2 --dist worksteal -m "not slow"
 
 lint: $(STAMP)  ## ruff lint and format check

@@ -37,3 +37,15 @@ def tiny(tmp_path, fmnist_dir):
         return tiny_config(tmp_path / "data", **values)
 
     return make
+
+
+def pytest_collection_modifyitems(items):
+    """The long tests first, then those that start Ray trials, each group in its usual order.
+    Two workers take the suite in contiguous halves and steal from each other's queues, but not
+    a test that has started: one long test that starts last holds the run while the other
+    worker sits idle."""
+    items.sort(
+        key=lambda item: (
+            0 if item.get_closest_marker("slow") else 1 if item.get_closest_marker("ray") else 2
+        )
+    )

@@ -107,6 +107,7 @@ def test_every_arch_trains_conditionally_and_draws_named_classes(arch, data_dir,
     assert [p.name for p in paths] == ["strip_00_1-2.png", "grid.png", "walk.gif"]
 
 
+@pytest.mark.slow
 def test_conditional_generator_varies_with_z_within_a_class(data_dir, tmp_path):
     """Ten classes, a narrow DCGAN (~40 s): each class's images must vary with z. A label
     embedding as wide as z made G ignore z here (mean spread 0.08; now ~0.28)."""

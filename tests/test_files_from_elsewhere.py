@@ -101,6 +101,7 @@ def refused(capsys, caplog, argv: list[str], path: Path) -> str:
     return err
 
 
+@pytest.mark.slow
 def test_every_spoilt_checkpoint_is_refused_by_every_reader(
     saved, tmp_path, capsys, caplog, shared_data_dir
 ):

@@ -96,6 +96,7 @@ def test_fid_in_memory_self_noise_and_real(fid_cfg, inception_weights):
     assert set(same) >= {"fd_domain", "class_coverage_min", "class_entropy", "classifier_acc"}
 
 
+@pytest.mark.slow
 def test_fid_compile_gives_the_eager_features(fid_cfg):
     images = load_split(fid_cfg(), "train").images[:12]
     ev = make_evaluator(fid_cfg(fid_compile=True), "cpu")

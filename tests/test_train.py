@@ -235,6 +235,7 @@ def test_train_state_round_trips_with_the_checkpoint_keys(tiny):
     assert again["sched_g"] == saved["sched_g"]
 
 
+@pytest.mark.slow
 def test_compile_trains_the_residual_pair_under_spectral_norm(tmp_path, tiny, monkeypatch):
     # Inductor fails the compiled residual D's backward under spectral norm (its power iteration
     # updates vectors in place at each of the step's two D forwards): G alone is compiled then

@@ -74,6 +74,7 @@ def test_memorisation_tells_a_copier_from_new_images(fmnist_split):
         memorisation(mixed, train_set.images, heldout[:1])
 
 
+@pytest.mark.slow
 def test_utility_rewards_real_looking_images_and_not_noise(fmnist_split):
     train_set, test_set = fmnist_split
     pool = replace(test_set, images=test_set.images[5000:], labels=test_set.labels[5000:])
