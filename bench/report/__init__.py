@@ -21,7 +21,7 @@ SOURCES = {
     "small": "cpu-20261206-160517.json",  # limited data, 1M images seen
     "small_anneal": "cpu-20261206-172452.json",  # small-anneal on both subsets
     "small_r1": "cpu-20261206-183745.json",  # small-r1 on 1,000 images
-    "small_plus_r1": "cpu-20261206-212309.json",  # small-plus-r1 on both, stopped part-way
+    "small_plus_r1": "cpu-20261206-232615.json",  # small-plus-r1 on both, to the end
     "quick": "cpu-20261201-191617.json",  # screen, quick and asha rows
     "search": "cpu-20261205-084237.json",  # tuning methods against the exhaustive search
     "train": "cpu-20261205-103732.json",  # fused blocks; the Intel host of the MFU rows

@@ -59,7 +59,7 @@ Later runs (on {hosts}) of the same subsets, seed and scoring, set against the t
   generated, {a_u_gen} generated alone; on {n5} images {a_u_real5}, {a_u_both5}, {a_u_gen5}. The
   generated images carry the classes (a classifier learns {a_u_gen} from them alone) but nothing
   the real images lack: added to them, {a_gain:+.1f} points on {n1} images, {a_gain5:+.1f} on {n5}.
-{r1}"""
+{r1}{aims}"""
 
 
 def best_row(rec: dict) -> dict:
@@ -266,6 +266,34 @@ def r1_notes(small: dict) -> str:
     )
 
 
+def aims_note(small: dict) -> str:
+    """Which recipes, run to their end on every subset, meet both aims on each: a best at most
+    a third of the textbook's and a last checkpoint within 1.5x of the recipe's own best."""
+    sizes = sorted(small["sizes"], key=int)
+    met = []
+    for name in {n for s in sizes for n in small["sizes"][s]["recipes"]} - {"textbook"}:
+        runs = [small["sizes"][s]["recipes"].get(name) for s in sizes]
+        if all(
+            r
+            and r["curve"][-1]["epoch"] == small["sizes"][s]["epochs"]
+            and r["summary"]["best_vs_textbook_best"] <= 1 / 3
+            and r["summary"]["last_over_best"] <= 1.5
+            for s, r in zip(sizes, runs, strict=True)
+        ):
+            met.append(name)
+    said = " and ".join(f"`{n}`" for n in sorted(met)) or "none"
+    text = (
+        f"- Run to their end on every subset, the recipes that meet both aims on each (a best at "
+        f"most ⅓ of the textbook's, a last checkpoint within 1.5x of its own best): {said}. "
+    )
+    if "small-plus-r1" in met:
+        text += (
+            "The `small` preset now carries its R1 (`r1_gamma: 0.1` in gan/presets/small.yaml); "
+            "the `small` rows above are the preset before it (each run's config is in its JSON)."
+        )
+    return textwrap.fill(text.rstrip(), 99, subsequent_indent="  ", break_on_hyphens=False) + "\n"
+
+
 def section(res: dict, source: str, later: list[tuple[dict, str]], out: Path) -> str:
     """The section's Markdown, from the first run and the later runs that add recipes to it;
     draws small.png into out."""
@@ -289,6 +317,7 @@ def section(res: dict, source: str, later: list[tuple[dict, str]], out: Path) ->
                 ),
                 sources=", ".join(f"`bench/results/{name}`" for _, name in later),
                 r1=r1_notes(small),
+                aims=aims_note(small),
                 **n,
                 **later_numbers(small),
             ),
