@@ -3,7 +3,7 @@
 import pytest
 
 from bench.report.plots import small as plot
-from bench.report.small import curve_table, summary_table
+from bench.report.small import aims_note, curve_table, summary_table
 from bench.rows.small import gan_config, summary
 
 
@@ -76,3 +76,28 @@ def test_a_recipe_is_measured_on_the_subset_at_28_px(tmp_path):
         1,
     )
     assert cfg.checkpoint_every == 50 and cfg.eval_every == -1 and cfg.keep_checkpoints > 20
+
+
+def test_the_aims_note_names_only_recipes_that_meet_both_aims_on_every_subset_to_the_end():
+    ref = _curve([30.0, 24.0, 27.0])  # the textbook's best: 24
+    runs = {  # best / textbook's best, last / best
+        "steady": [20.0, 7.0, 9.0],  # 0.29, 1.29: meets both
+        "late-collapse": [20.0, 6.0, 10.0],  # 0.25, 1.67
+        "behind": [20.0, 9.0, 9.0],  # 0.375
+        "stopped": [20.0, 6.0],  # met so far, but not run to its end
+    }
+
+    def size(epochs_run: dict) -> dict:
+        recipes = {"textbook": {"curve": ref, "summary": summary(ref, ref)}}
+        for name, fds in epochs_run.items():
+            recipes[name] = {"curve": _curve(fds), "summary": summary(_curve(fds), ref)}
+        return {"epochs": 150, "recipes": recipes}
+
+    both = {"sizes": {"1000": size(runs), "5000": size(runs)}}
+    note = aims_note(both)
+    assert "on each (a best at most ⅓" in note and ": `steady`." in note.replace("\n  ", " ")
+    assert "small` preset" not in note  # only a note on the preset once small-plus-r1 meets them
+    one = {"sizes": {"1000": size(runs), "5000": size({"late-collapse": runs["steady"]})}}
+    assert ": none." in aims_note(one).replace("\n  ", " ")  # steady never ran on 5,000
+    plus = {"sizes": {"1000": size({"small-plus-r1": runs["steady"]})}}
+    assert "The `small` preset now carries its R1" in aims_note(plus).replace("\n  ", " ")
