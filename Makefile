@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)  ## create .venv and install gan with the pinned versions of constraints.txt
 
-test: $(STAMP)  ## every test (real Fashion-MNIST slices, CPU, two-node Ray cluster; 5-9 min on 2 cores)
+test: $(STAMP)  ## every test (real Fashion-MNIST slices, CPU, two-node Ray cluster; 5-8 min on 2 cores)
 	$(PY) -m pytest -q -n 2 --dist worksteal
 
 test-fast: $(STAMP)  ## the tests without the slow ones (Ray chaos, long training: 20 s or more each)
