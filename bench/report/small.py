@@ -23,10 +23,10 @@ CPU: runs and scores live in `~/.cache/gan-bench` (`GAN_BENCH_WORK`) and a rerun
 """
 
 NOTES = """\
-- On {n1} images the `small` preset's best is {ratio}x the textbook's best ({best} against
-  {tb_best}), ends within {last_over_best}x of its own best, and does not copy: its images are as
-  far from their nearest training image as new test images are ({mem}), with {copies}
-  near-copies (about 1% for new real images).
+- On {n1} images the `small` preset as this run measured it (before R1) has a best {ratio}x the
+  textbook's best ({best} against {tb_best}), ends within {last_over_best}x of its own best, and
+  does not copy: its images are as far from their nearest training image as new test images are
+  ({mem}), with {copies} near-copies (about 1% for new real images).
 - DiffAugment always on (`small-diffaug`, the preset's first form) learned several times slower:
   {da150} against {s150} at epoch 150, {da_best} at its best. With LeCam, D never called more than
   69% of real images real in an epoch (ADA augments above 80%), so the augmentation probability
@@ -34,7 +34,7 @@ NOTES = """\
 - A classifier trained on the {n1} real images reaches {u_real}; on generated images alone
   {u_gen}; on the real images plus 10k generated ones {u_both}: {gain:+.1f} points, short of the +2
   we aim for.
-- On {n5} images the `small` preset's best is {ratio5}x the textbook's ({best5} against
+- On {n5} images that preset's best is {ratio5}x the textbook's ({best5} against
   {tb_best5}, epoch {ep5}), but its last checkpoint is {last5} ({last_over_best5}x its best: the
   curve wanders between {lo5} and {hi5} over its last 50 epochs, not a collapse, yet above the
   1.5x we aim for); memorisation {mem5}. Here the generated images cost the classifier
