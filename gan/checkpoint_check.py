@@ -99,11 +99,12 @@ class Built(NamedTuple):
 
 @functools.lru_cache(maxsize=8)
 def _built(cfg: Config, num_classes: int) -> tuple[Built, Built]:
-    """(G, D) as cfg builds them, built once per config (every checkpoint of a run shares
-    one). Built on the CPU and dropped: on the meta device every initialiser runs through
-    Python decompositions, ~1 s against ~0.1 s for the presets' models (only models of tens of
-    millions of weights build faster there). The caller's RNG stays as it was."""
-    with torch.random.fork_rng(devices=[]):
+    """(G, D) as cfg builds them, built once per config (every checkpoint of a run shares one,
+    and a build costs ~1 s: on the meta device every initialiser runs through Python
+    decompositions). On the meta device, never in memory: the config comes from the file, and
+    a width of a million must be refused by the shape check, not allocated. The caller's RNG
+    stays as it was."""
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):
         models = build_models(cfg, num_classes)
     return tuple(
         Built(

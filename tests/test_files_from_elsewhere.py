@@ -185,6 +185,17 @@ def test_checking_a_checkpoint_leaves_the_callers_rng_as_it_was(saved):
     assert _built.cache_info().misses == 1
 
 
+def test_a_config_asking_for_a_huge_model_is_refused_without_building_it(saved, tmp_path):
+    """The shape check builds what the file's config asks for: without memory, so a small file
+    whose config asks for a model of terabytes is one refusal naming the file, not an
+    allocation (or a MemoryError traceback)."""
+    _, state = saved
+    huge = tmp_path / "huge.pt"
+    torch.save({**state, "config": {**state["config"], "width": 200_000}}, huge)
+    with pytest.raises(GanError, match="huge.pt has G weight .* not the .* width 200000"):
+        load_checkpoint(huge)
+
+
 # -- ZIP archives ---------------------------------------------------------------------------------
 
 
