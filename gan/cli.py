@@ -246,8 +246,16 @@ def build_parser() -> argparse.ArgumentParser:
             name, help=help_, description=f"{help_}; python jobs/{name}.py is the same"
         )
         add_arguments(p)
-        p.set_defaults(func=functools.partial(run_module, f"jobs.{name}"), rerun=rerun)
+        p.set_defaults(func=functools.partial(run_job, name), rerun=rerun)
     return parser
+
+
+def run_job(name: str, args) -> int:
+    """A Ray job: its config's errors answer at once, then its module (Ray, torch) runs it."""
+    from jobs.commands import CHECKS
+
+    CHECKS[name](args)
+    return run_module(f"jobs.{name}", args)
 
 
 def run_module(module: str, args) -> int:

@@ -47,6 +47,26 @@ JOBS = {
 }
 
 
+def check_tune(args: argparse.Namespace) -> None:
+    """The tune YAML's errors (a missing file, a bad key), without Ray or torch."""
+    from jobs.tune_spec import load_spec
+
+    load_spec(args.config, args.name)
+
+
+def check_final(args: argparse.Namespace) -> None:
+    """The final retrain's config errors (no experiment, a bad override), without Ray or torch."""
+    from gan.best import final_values
+    from gan.config import make_config
+    from jobs.tune_spec import resolve_paths
+
+    make_config(resolve_paths(final_values(args.from_dir, args.set)[0]))
+
+
+# job: what it checks before its module (Ray, torch: seconds to import) is imported
+CHECKS = {"tune": check_tune, "final": check_final}
+
+
 def job_main(job: str, run: Callable[[argparse.Namespace], int], argv: list[str] | None) -> int:
     """`python jobs/<job>.py ARGS`: the same as `gan <job> ARGS`, its messages headed `<job>:`."""
     about, add_arguments, rerun = JOBS[job]

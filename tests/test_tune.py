@@ -236,6 +236,26 @@ def test_the_jobs_answer_a_user_error_in_one_line(argv, named, tmp_path):
     assert not (tmp_path / "results").exists()
 
 
+def test_gan_tune_and_final_check_their_config_before_importing_ray_or_torch(tmp_path):
+    """A config error costs a user a fraction of a second, not Ray's and torch's imports."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nbase: {widht: 8}\nsearch: {}\n")
+    code = (
+        "import sys; from gan.cli import main; rc = main(sys.argv[1:]); "
+        "print(rc, 'ray' in sys.modules, 'torch' in sys.modules)"
+    )
+    for argv, named in (
+        (["tune", "missing.yaml"], "missing.yaml"),
+        (["tune", str(bad)], "widht"),
+        (["final", "--from", "no-such-experiment"], "no-such-experiment"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-c", code, *argv], cwd=tmp_path, capture_output=True, text=True
+        )
+        assert done.stdout.split() == ["2", "False", "False"], done.stderr
+        assert named in done.stderr
+
+
 # -- Ray -----------------------------------------------------------------------------------------
 
 
