@@ -605,7 +605,7 @@ def test_max_concurrent_is_honoured(tmp_path, fmnist_dir, ray_session):
 
 @pytest.mark.ray
 def test_a_user_error_in_a_trial_is_its_error_not_a_ray_traceback(
-    tmp_path, fmnist_dir, ray_session, caplog
+    tmp_path, tune_base, ray_session, caplog
 ):
     import csv
 
@@ -613,7 +613,7 @@ def test_a_user_error_in_a_trial_is_its_error_not_a_ray_traceback(
 
     spec = tune_spec_file(
         tmp_path / "usererr.yaml",
-        tmp_path / "data",
+        Path(tune_base["data_dir"]),  # prepared once for the session's Ray tests
         base={"epochs": 1, "fid_samples": 64},
         search={"batch_size": {"grid_search": [32, 100000]}},  # 100000: more than the dataset
         scheduler={"type": "fifo"},
@@ -656,7 +656,7 @@ def pid_trial(config, exp_dir="", mode="min"):
 @pytest.mark.ray
 @pytest.mark.slow  # ~20 s: three trials, one of them killed and retried
 def test_a_trial_worker_killed_with_sigkill_is_retried_to_the_end(
-    tmp_path, fmnist_dir, ray_session
+    tmp_path, tune_base, ray_session
 ):
     import signal
     import sys
@@ -670,7 +670,7 @@ def test_a_trial_worker_killed_with_sigkill_is_retried_to_the_end(
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers can't import tests
     spec = tune_spec_file(
         tmp_path / "killed.yaml",
-        tmp_path / "data",
+        Path(tune_base["data_dir"]),  # prepared once for the session's Ray tests
         base={"epochs": 3, "fid_samples": 64},
         search={"lr_g": {"grid_search": [1.0e-4, 2.0e-4, 3.0e-4]}},
         scheduler={"type": "fifo"},
