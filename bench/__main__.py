@@ -1,7 +1,8 @@
 """`python -m bench [ROW ...]`: the benchmark rows, each against a reference measured in the same
 run on the same machine, printed as they are measured and saved, with the machine, as one JSON
 under bench/results/ (rewritten after each row). Only ratios and same-run numbers are reported;
-GPU-only rows say "pending" where no GPU is present. No ROW: every row but `small` (hours long).
+GPU-only rows say "pending" where no GPU is present. No ROW: every row but `small` (hours long)
+and `augment` (which reads `small`'s runs).
 `python -m bench report` writes docs/benchmarks.md and its plots from the committed JSON."""
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="small counts: a smoke run of every row")
     p.add_argument("--data-dir", default=str(ROOT / "data"), help="prepared data and caches")
     p.add_argument(
-        "--recipes", default="", help="quality, small: comma-separated presets (or L=preset)"
+        "--recipes",
+        default="",
+        help="quality, small, augment: comma-separated presets (or L=preset)",
     )
     p.add_argument(
         "--set",
@@ -61,7 +64,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--sizes",
         default="1000,5000",
-        help="small: training subset sizes (1,000 and 200 epochs: about 1M images seen each)",
+        help="small, augment: training subset sizes (1,000 and 200 epochs: about 1M images seen "
+        "each)",
     )
     p.add_argument(
         "--score-only",

@@ -79,19 +79,20 @@ def fit_classifier(
     seed: int,
     device,
     steps: int = STEPS,
+    shares: tuple[int, ...] = (),
 ) -> Classifier:
     """The fixed small classifier (gan.classifier.Classifier) trained for STEPS batches of
     BATCH uint8 images, each batch drawn equally from every set in `sets` (real and generated
-    images weigh the same however many there are of each)."""
+    images weigh the same however many there are of each), or `shares[i]` images of set i."""
     gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):  # the caller's global RNG is left as it was
         torch.manual_seed(seed)
         model = Classifier(sets[0][0].shape[1], num_classes).to(device)
-    share = BATCH // len(sets)
+    shares = shares or (BATCH // len(sets),) * len(sets)
 
     def draw() -> tuple[torch.Tensor, torch.Tensor]:
         xs, ys = [], []
-        for images, labels in sets:
+        for (images, labels), share in zip(sets, shares, strict=True):
             idx = torch.randint(0, len(images), (share,), generator=gen)
             xs.append(images[idx])
             ys.append(labels[idx])

@@ -92,6 +92,42 @@ def test_utility_rewards_real_looking_images_and_not_noise(fmnist_split):
         utility(BankG(pool.images, None), train_set, test)
 
 
+def test_the_augment_bench_measures_each_mix_against_the_utility_it_reports(fmnist_split):
+    """bench augment's real and 1:1 rows are gan.utility's own numbers (same seeds, same images);
+    its other mixes change what the classifier sees."""
+    from bench.rows.augment import protocols
+
+    train_set, test_set = fmnist_split
+    pool = replace(test_set, images=test_set.images[5000:], labels=test_set.labels[5000:])
+    test = replace(test_set, images=test_set.images[:300], labels=test_set.labels[:300])
+    good = BankG(pool.images, pool.labels)
+    u = utility(good, train_set, test, n_gen=200, steps=4)  # the path, not the accuracy
+    mixes = protocols(good, train_set, test, steps=4, n_gen=200, larger=400)
+    assert mixes["real"]["accuracy"] == u["utility_real"]
+    assert mixes["1:1"]["accuracy"] == u["utility_real_plus_generated"]
+    assert mixes["1:1"]["std"] == u["utility_real_plus_generated_std"]
+    assert mixes["1:1, a larger draw"]["generated"] == 400
+    assert mixes["1:1, truncated z"]["generated"] == 200
+    assert mixes["1:1, filtered"]["generated"] == 0  # 4 steps: the judge is sure of nothing
+    assert mixes["1:1, filtered"]["accuracy"] is None
+    scored = [m for m in mixes.values() if m["accuracy"] is not None]
+    assert len({round(m["accuracy"], 6) for m in scored}) > len(scored) // 2
+    assert all(0.0 <= m["accuracy"] <= 1.0 and m["std"] >= 0.0 for m in scored)
+
+
+def test_the_augment_bench_names_the_row_that_makes_its_run(tmp_path, monkeypatch):
+    from argparse import Namespace
+
+    from bench.rows import augment
+
+    monkeypatch.setenv("GAN_BENCH_WORK", str(tmp_path))
+    args = Namespace(sizes="1000", recipes="small-plus-r1", quick=True, data_dir=str(tmp_path))
+    with pytest.raises(GanError, match="python -m bench small --sizes 1000 --recipes small-plus"):
+        augment.run(args)
+    with pytest.raises(GanError, match="not a run of the small row; recipes: small,"):
+        augment.run(Namespace(**{**vars(args), "recipes": "nonesuch"}))
+
+
 def test_evaluate_writes_memorisation_and_refuses_utility_of_an_unconditional_g(
     fid_cfg, tmp_path, capsys
 ):

@@ -4,6 +4,7 @@ the run's JSON holds under the row's name."""
 
 from bench.rows import (
     asha,
+    augment,
     fid,
     frechet,
     growth,
@@ -31,5 +32,7 @@ ROWS = {
     "growth": growth,  # seconds per epoch at larger images and sets
     "quality": quality,  # fd_domain per epoch and second against the textbook DCGAN
     "small": small,  # limited data, 1M images seen: hours, run only when named
+    "augment": augment,  # ways of mixing a small run's images into its real set: needs `small`
 }
-DEFAULT = [name for name in ROWS if name != "small"]  # what `python -m bench` runs unnamed
+# what `python -m bench` runs unnamed: not the hours of `small`, nor `augment`, which reads them
+DEFAULT = [name for name in ROWS if name not in ("small", "augment")]

@@ -52,6 +52,11 @@ RECIPES = {
 DEFAULT = ("textbook", "small", "small-diffaug")
 
 
+def every_of(size: int, epochs: int) -> int:
+    """Epochs between the scored checkpoints of a curve of `epochs` on `size` images."""
+    return min(EVERY.get(size, max(1, epochs // 20)), epochs)
+
+
 def work_dir(default: str = "") -> Path:
     """Where runs and scores live: kept across sessions outside the work tree by default."""
     return Path(default or os.environ.get("GAN_BENCH_WORK", "~/.cache/gan-bench")).expanduser()
@@ -320,7 +325,7 @@ def bench_small(
         for name in recipes:
             label, _, preset = name.partition("=")
             preset, overrides = RECIPES.get(preset or label, (preset or label, []))
-            every = min(EVERY.get(size, max(1, epochs[size] // 20)), epochs[size])
+            every = every_of(size, epochs[size])
             tasks.append(
                 {
                     "label": label,
