@@ -101,3 +101,42 @@ def test_the_aims_note_names_only_recipes_that_meet_both_aims_on_every_subset_to
     assert ": none." in aims_note(one).replace("\n  ", " ")  # steady never ran on 5,000
     plus = {"sizes": {"1000": size({"small-plus-r1": runs["steady"]})}}
     assert "The `small` preset now carries its R1" in aims_note(plus).replace("\n  ", " ")
+
+
+def test_the_augment_section_sets_each_mix_against_real_alone_trained_as_long():
+    from bench.report.augment import MIXES, section
+
+    def m(acc, **more):
+        return {"accuracy": acc, "std": 0.004, "seconds": 1.0, **more}
+
+    mixes = {name: m(0.79) for name in MIXES}
+    mixes.update(
+        {
+            "1:1": m(0.80),
+            "real, 2.5x steps": m(0.83),
+            "1:1, 2.5x steps": m(0.84),  # +1.0 against real trained as long, not +5.0
+            "1:1, a larger draw": m(0.78, generated=50_000),
+            "1:1, truncated z": m(0.79, generated=10_000),
+            "1:1, filtered": {"accuracy": None, "std": None, "seconds": 0.0, "generated": 0},
+        }
+    )
+    res = {
+        "machine": {"cpu": "AMD EPYC", "cores": 2},
+        "augment": {
+            "steps": 800,
+            "truncation": 0.6,
+            "filter_p": 0.5,
+            "fine_tune": 0.5,
+            "recipes": {
+                "small-plus-r1": {"1000": {"epoch": 750, "fd_domain": 2.0, "mixes": mixes}}
+            },
+        },
+    }
+    text = section(res, "cpu-x.json")
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("|")}
+    assert "80.0% ± 0.4% (+1.0)" in rows["1:1"]
+    assert "84.0% ± 0.4% (+1.0)" in rows["1:1, 2.5x steps"]
+    assert "78.0% ± 0.4% (-1.0)" in rows["1:1, a larger draw"] and "50,000" in text
+    assert "nothing kept" in rows["1:1, filtered"]
+    assert "small-plus-r1 on 1,000 images (epoch 750)" in text and "cpu-x.json" in text
+    assert "on 1,000 images the best is 1:1, +1.0 points" in text

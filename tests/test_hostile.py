@@ -655,9 +655,7 @@ def pid_trial(config, exp_dir="", mode="min"):
 
 @pytest.mark.ray
 @pytest.mark.slow  # ~20 s: three trials, one of them killed and retried
-def test_a_trial_worker_killed_with_sigkill_is_retried_to_the_end(
-    tmp_path, tune_base, ray_session
-):
+def test_a_trial_worker_killed_with_sigkill_is_retried_to_the_end(tmp_path, tune_base, ray_session):
     import signal
     import sys
     import threading

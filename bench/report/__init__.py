@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from bench import RESULTS, ROOT
-from bench.report import performance, quality, quick, search, small
+from bench.report import augment, performance, quality, quick, search, small
 
 # the run each section (or each row of the performance table) is written from, by file name
 SOURCES = {
@@ -22,6 +22,7 @@ SOURCES = {
     "small_anneal": "cpu-20261206-172452.json",  # small-anneal on both subsets
     "small_r1": "cpu-20261206-183745.json",  # small-r1 on 1,000 images
     "small_plus_r1": "cpu-20261206-232615.json",  # small-plus-r1 on both, to the end
+    "augment": "cpu-20261207-025758.json",  # small-plus-r1 images mixed into the real subsets
     "quick": "cpu-20261201-191617.json",  # screen, quick and asha rows
     "search": "cpu-20261205-084237.json",  # tuning methods against the exhaustive search
     "train": "cpu-20261205-103732.json",  # fused blocks; the Intel host of the MFU rows
@@ -79,6 +80,7 @@ def page(out: Path, results: Path = RESULTS) -> str:
                 [(res[k], SOURCES[k]) for k in ("small_anneal", "small_r1", "small_plus_r1")],
                 out,
             ),
+            augment.section(res["augment"], SOURCES["augment"]),
             quick.section(res["quick"], SOURCES["quick"]),
             performance.section(res, SOURCES, search_section),
         ]

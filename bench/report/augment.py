@@ -1,0 +1,96 @@
+"""The report's section on ways of adding generated images to the real set (the `augment` row)."""
+
+from __future__ import annotations
+
+import textwrap
+
+from bench.report.markdown import table
+
+INTRO = """\
+`python -m bench augment` (`bench/results/{source}`, {cpu}, {cores} cores) takes the best
+checkpoint of a limited-data run above and trains the utility classifier of `gan evaluate
+--utility` (the same small classifier, {steps} steps of 64 images, classifier seeds 0-2, tested on
+the 10,000 test images) on the real subset with the run's generated images mixed in other ways.
+Each is against the real subset alone and the 1:1 mix that `gan evaluate` reports, in the same
+run:
+"""
+
+# what each mix trains on, in the table's order (the keys are the row's)
+MIXES = {
+    "real": "the real subset alone (the reference)",
+    "1:1": "half of each batch real, half from 10,000 generated: what `gan evaluate` reports",
+    "3:1": "a quarter of each batch generated",
+    "1:3": "three quarters of each batch generated",
+    "1:1, a larger draw": "1:1 from {larger:,} generated images",
+    "1:1, truncated z": "1:1, z scaled by {truncation} (images nearer each class's mode)",
+    "1:1, filtered": "1:1, only generated images that a classifier of the real subset gives their "
+    "drawn class at p > {filter_p}",
+    "1:1, 2.5x steps": "1:1, trained 2.5 times as long",
+    "real, 2.5x steps": "the real subset alone, trained 2.5 times as long",
+    "generated, then real": "the first {first:.0%} of the steps on generated images only, the "
+    "rest on real ones",
+}
+
+
+def _ref(name: str, mixes: dict) -> float:
+    """The real-only accuracy a mix is against: trained as long as it."""
+    return mixes["real, 2.5x steps" if "2.5x" in name else "real"]["accuracy"]
+
+
+def _cell(name: str, mixes: dict) -> str:
+    m = mixes[name]
+    if m["accuracy"] is None:
+        return "nothing kept"
+    return (
+        f"{m['accuracy']:.1%} ± {m['std']:.1%} ({100 * (m['accuracy'] - _ref(name, mixes)):+.1f})"
+    )
+
+
+def _best(size: str, mixes: dict) -> str:
+    """Which mix with generated images beats real alone (trained as long) by most, on one subset."""
+    gains = {
+        n: m["accuracy"] - _ref(n, mixes)
+        for n, m in mixes.items()
+        if not n.startswith("real") and m["accuracy"] is not None
+    }
+    name = max(gains, key=gains.__getitem__)
+    return f"on {int(size):,} images the best is {name}, {100 * gains[name]:+.1f} points"
+
+
+def _fill(text: str) -> str:
+    return textwrap.fill(" ".join(text.split()), 99, break_on_hyphens=False) + "\n"
+
+
+def section(res: dict, source: str) -> str:
+    """The section's Markdown from the augment row's run."""
+    aug, m = res["augment"], res["machine"]
+    runs = [
+        (label, size, rec) for label, sizes in aug["recipes"].items() for size, rec in sizes.items()
+    ]
+    header = ["mix", "what the classifier trains on"]
+    header += [
+        f"{label} on {int(size):,} images (epoch {rec['epoch']})" for label, size, rec in runs
+    ]
+    rows = []
+    larger = next((rec["mixes"]["1:1, a larger draw"]["generated"] for _, _, rec in runs), 50_000)
+    for name, what in MIXES.items():
+        text = what.format(
+            larger=larger,
+            truncation=aug["truncation"],
+            filter_p=aug["filter_p"],
+            first=1 - aug["fine_tune"],
+        )
+        cells = [_cell(name, rec["mixes"]) for _, _, rec in runs]
+        rows.append([name, text, *cells])
+    verdict = "; ".join(_best(size, rec["mixes"]) for _, size, rec in runs)
+    return "\n".join(
+        [
+            "### Adding generated images to a limited real set\n",
+            _fill(INTRO.format(source=source, cpu=m["cpu"], cores=m["cores"], steps=aug["steps"])),
+            table(header, "ll" + "r" * len(runs), rows) + "\n",
+            _fill(
+                "Accuracy ± spread over the classifier seeds, and in brackets the points against "
+                f"real alone trained as long. Of the mixes with generated images, {verdict}."
+            ),
+        ]
+    )
