@@ -100,9 +100,15 @@ def main(argv: list[str] | None = None) -> int:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     path = RESULTS / f"{kind}-{'quick-' if args.quick else ''}{stamp}.json"
     RESULTS.mkdir(parents=True, exist_ok=True)
+    from gan.config import GanError
+
     for name in ROWS:  # in the registry's order, whatever order they were named in
         if name in names:
-            out[name] = ROWS[name].run(args)
+            try:
+                out[name] = ROWS[name].run(args)
+            except GanError as e:  # what the row needs is missing: one line, what to run
+                print(f"python -m bench: error: {e}", file=sys.stderr)
+                return 2
             path.write_text(json.dumps(out, indent=2))  # what is measured so far survives a crash
     print(f"saved {path.relative_to(ROOT)}")
     return 0

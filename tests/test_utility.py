@@ -115,17 +115,35 @@ def test_the_augment_bench_measures_each_mix_against_the_utility_it_reports(fmni
     assert all(0.0 <= m["accuracy"] <= 1.0 and m["std"] >= 0.0 for m in scored)
 
 
-def test_the_augment_bench_names_the_row_that_makes_its_run(tmp_path, monkeypatch):
-    from argparse import Namespace
+def test_the_augment_bench_names_the_row_that_makes_its_run(tmp_path, monkeypatch, capsys):
+    """No run, an unfinished run, an unknown recipe: one line naming what to run, exit 2."""
+    from bench import RESULTS
+    from bench.__main__ import main as bench
+    from bench.common import recipe_key
+    from bench.rows.small import RECIPES, every_of, gan_config
 
-    from bench.rows import augment
+    monkeypatch.setenv("GAN_BENCH_WORK", str(tmp_path / "work"))
+    argv = ["augment", "--quick", "--sizes", "1000", "--data-dir", str(tmp_path)]
+    before = sorted(RESULTS.iterdir())
 
-    monkeypatch.setenv("GAN_BENCH_WORK", str(tmp_path))
-    args = Namespace(sizes="1000", recipes="small-plus-r1", quick=True, data_dir=str(tmp_path))
-    with pytest.raises(GanError, match="python -m bench small --sizes 1000 --recipes small-plus"):
-        augment.run(args)
-    with pytest.raises(GanError, match="not a run of the small row; recipes: small,"):
-        augment.run(Namespace(**{**vars(args), "recipes": "nonesuch"}))
+    def refused(more: list[str], message: str) -> None:
+        assert bench([*argv, *more]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and re.search(message, err[0]), err
+
+    refused(
+        [],
+        "no scored small-plus-r1 run .* `python -m bench small --sizes 1000 --recipes "
+        "small-plus-r1 --quick` first",
+    )
+    preset, overrides = RECIPES["small-plus-r1"]  # where the small row keeps its 2-epoch run
+    cfg = gan_config(preset, overrides, 1000, 2, every_of(1000, 2), str(tmp_path), "cpu")
+    run = tmp_path / "work" / "small-quick" / "1000" / f"small-plus-r1-{recipe_key(cfg)}"
+    run.mkdir(parents=True)
+    (run / "scores.json").write_text(json.dumps({"a": {"epoch": 1, "fd_domain": 9.0}}))
+    refused([], "scored to epoch 1 of 2; run .*--quick` to its end first")
+    refused(["--recipes", "nonesuch"], "not a run of the small row; recipes: small,")
+    assert sorted(RESULTS.iterdir()) == before  # nothing measured: no run JSON written
 
 
 def test_evaluate_writes_memorisation_and_refuses_utility_of_an_unconditional_g(

@@ -122,14 +122,14 @@ def _score(fit, test, seeds, accuracy) -> dict:
 
 
 def run(args) -> dict:
-    """--sizes (default 1000) and --recipes (default small-plus-r1): each finished run's best
+    """--sizes (the small row's) and --recipes (default small-plus-r1): each finished run's best
     checkpoint under the small row's work dir (small-quick with --quick, 60 classifier steps)."""
     from gan.checkpoint import load_generator
     from gan.config import GanError
     from gan.data import load_split
     from gan.utility import STEPS
 
-    sizes = [int(x) for x in (args.sizes or "1000").split(",")]
+    sizes = [int(x) for x in args.sizes.split(",")]
     recipes = args.recipes.split(",") if args.recipes else ["small-plus-r1"]
     work = work_dir() / ("small-quick" if args.quick else "small")
     steps = 60 if args.quick else STEPS
@@ -154,13 +154,20 @@ def run(args) -> dict:
             cfg = gan_config(preset, overrides, size, epochs, every, args.data_dir, device)
             run_dir = work / f"{size}" / f"{label}-{recipe_key(cfg)}"
             scores_path = run_dir / "scores.json"
+            quick = " --quick" if args.quick else ""
             if not scores_path.is_file():
-                quick = " --quick" if args.quick else ""
                 raise GanError(
                     f"augment: no scored {label} run on {size} images under {work}; run "
                     f"`python -m bench small --sizes {size} --recipes {label}{quick}` first"
                 )
             scores = json.loads(scores_path.read_text())
+            done = max(r["epoch"] for r in scores.values())
+            if done < epochs:  # the small row's utility too reads finished runs only
+                raise GanError(
+                    f"augment: the {label} run on {size} images is scored to epoch {done} of "
+                    f"{epochs}; run `python -m bench small --sizes {size} --recipes {label}"
+                    f"{quick}` to its end first"
+                )
             best = min(scores.values(), key=lambda r: r["fd_domain"])
             G, _, _ = load_generator(run_dir / "checkpoints" / best["checkpoint"], device)
             G.eval()
