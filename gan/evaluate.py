@@ -14,7 +14,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from torchvision.utils import make_grid, save_image
 
 from gan.checkpoint import find_checkpoint, load_generator
 from gan.classifier import domain_classifier, mean_pairwise_distance, predict
@@ -30,7 +29,7 @@ from gan.config import (
 from gan.data import data_key, load_split, to_float
 from gan.device import resolve_device
 from gan.metrics import Evaluator, Weights, make_evaluator
-from gan.sampling import EVAL_SEED, sample
+from gan.sampling import EVAL_SEED, grid, png_bytes, sample
 from gan.table import text_table
 from gan.utility import memorisation, utility
 
@@ -98,14 +97,12 @@ def d_accuracy(D, images: torch.Tensor, labels: torch.Tensor | None, real: bool)
 
 
 def side_by_side(real: torch.Tensor, fake: torch.Tensor, path: Path) -> None:
-    """Write a PNG: a grid of real images left, generated right."""
-    grids = [
-        make_grid(x[:GRID].float() / 255, nrow=8, padding=2, pad_value=1.0) for x in (real, fake)
-    ]
+    """Write a PNG: a grid of real images left, generated right, on white."""
+    grids = [grid(x[:GRID], 8, 2, fill=255) for x in (real, fake)]
     height = max(g.shape[1] for g in grids)  # a short test split gives a shorter real grid
-    grids = [torch.nn.functional.pad(g, (0, 0, 0, height - g.shape[1]), value=1.0) for g in grids]
-    gap = torch.ones(grids[0].shape[0], height, 16)
-    save_image(torch.cat([grids[0], gap, grids[1]], dim=2), path)
+    grids = [torch.nn.functional.pad(g, (0, 0, 0, height - g.shape[1]), value=255) for g in grids]
+    gap = grids[0].new_full((grids[0].shape[0], height, 16), 255)
+    Path(path).write_bytes(png_bytes(torch.cat([grids[0], gap, grids[1]], dim=2)))
 
 
 # -- one run ----------------------------------------------------------------------------------

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 
 from gan.config import Config, GanError
 
@@ -25,14 +24,32 @@ log = logging.getLogger(__name__)
 
 INCEPTION, INCEPTION_LAYER = "inception-v3-compat", "2048"  # the standard FID features
 VGG, VGG_LAYER = "vgg16", "fc2_relu"  # torch-fidelity's precision/recall features
-# torch.hub names its files <name>-<sha256 prefix>.pth: the standard weights' fingerprint
-STANDARD_SHA = re.search(r"-([0-9a-f]{8})\.pth$", URL_INCEPTION_V3).group(1)
 WAYS_OUT = (
     "ways out: run once with internet access (the file is cached in $TORCH_HOME), "
     "or copy it from {url} to a local file and set GAN_FID_WEIGHTS=/path/to/it "
     "(or --set fid_weights=/path/to/it), or use the offline in-domain metric "
     "(--set metric=fd_domain, labelled datasets)"
 )
+
+
+# torch-fidelity is imported where its extractors or arithmetic run, not with this module: its
+# package imports torchvision, which a run scored by fd_domain (every Ray trial worker of the
+# offline configs) does not need
+def inception_url() -> str:
+    """Where torch-fidelity publishes the standard Inception weights."""
+    from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
+
+    return URL_INCEPTION_V3
+
+
+def standard_sha() -> str:
+    """The standard weights' fingerprint (torch.hub names its files <name>-<sha256 prefix>.pth)."""
+    return re.search(r"-([0-9a-f]{8})\.pth$", inception_url()).group(1)
+
+
+def ways_out() -> str:
+    """What to do when the FID weights are missing or unreadable."""
+    return WAYS_OUT.format(url=inception_url())
 
 
 @dataclass(frozen=True)
@@ -62,7 +79,7 @@ def file_sha(path: str | Path) -> str:
 
 def resolve_weights(cfg: Config) -> Weights:
     """The Inception weights: fid_weights, else $GAN_FID_WEIGHTS, else the standard download."""
-    url = URL_INCEPTION_V3
+    url = inception_url()
     local = cfg.fid_weights or os.environ.get("GAN_FID_WEIGHTS", "")
     if local:
         path = Path(local).expanduser()
@@ -78,14 +95,14 @@ def resolve_weights(cfg: Config) -> Weights:
             path.parent.mkdir(parents=True, exist_ok=True)
             log.info("downloading the standard Inception weights to %s", path)
             try:
-                torch.hub.download_url_to_file(url, str(path), hash_prefix=STANDARD_SHA)
+                torch.hub.download_url_to_file(url, str(path), hash_prefix=standard_sha())
             except Exception as e:  # noqa: BLE001  (DNS, proxy, HTTP and hash errors all differ)
                 raise GanError(
                     f"cannot download the standard FID Inception weights to {path} "
                     f"({type(e).__name__}: {e}); " + WAYS_OUT.format(url=url)
                 ) from None
     sha = file_sha(path)
-    return Weights(str(path), sha, sha == STANDARD_SHA)
+    return Weights(str(path), sha, sha == standard_sha())
 
 
 def load_weights(path: str | Path, what: str, fix: str) -> dict:
@@ -146,7 +163,7 @@ def inception(weights: Weights, device: torch.device, compiled: bool = False) ->
     import torch_fidelity.feature_extractor_inceptionv3 as fe_inception
     import torchvision
 
-    what, fix = "FID weights", WAYS_OUT.format(url=URL_INCEPTION_V3)
+    what, fix = "FID weights", ways_out()
     state = load_weights(weights.path, what, fix)
     # torchvision's inception_v3 has torch-fidelity's 566 keys and shapes; on the meta device
     # it costs no memory and no initialisation

@@ -16,12 +16,6 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-from torch_fidelity.metric_kid import (
-    KEY_METRIC_KID_MEAN,
-    KEY_METRIC_KID_STD,
-    kid_features_to_metric,
-)
-from torch_fidelity.metric_prc import prc_features_to_metric
 
 from gan.classifier import (
     Classifier,
@@ -116,6 +110,13 @@ class InceptionScorer:
         out.update(fid_weights=self.weights.sha, fid_standard=self.weights.standard)
         out.update(fid_samples=n, fid_ref=self.ref_name)
         if self.kid:
+            # imported here, as in gan.extractors: torch-fidelity's package imports torchvision
+            from torch_fidelity.metric_kid import (
+                KEY_METRIC_KID_MEAN,
+                KEY_METRIC_KID_STD,
+                kid_features_to_metric,
+            )
+
             # KID's subsets must fit in both sets; torch-fidelity's default is 1000
             m = kid_features_to_metric(
                 fake,
@@ -150,6 +151,8 @@ class VggScorer:
         return extract(self.net, x)
 
     def score(self, fake: torch.Tensor) -> dict:
+        from torch_fidelity.metric_prc import prc_features_to_metric
+
         m = prc_features_to_metric(fake, self.real, verbose=False)
         return {"precision": m["precision"], "recall": m["recall"]}
 

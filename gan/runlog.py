@@ -13,13 +13,13 @@ from pathlib import Path
 
 import torch
 from torch.utils.tensorboard import SummaryWriter
-from torchvision.utils import save_image
 from tqdm import tqdm
 
 from gan import checkpoint as ck
 from gan.config import Config, to_dict
 from gan.io import atomic_text
 from gan.models import count_params
+from gan.sampling import png_bytes
 from gan.steps import STATS
 
 log = logging.getLogger("gan.train")  # a run logs under one name, whichever module writes
@@ -119,9 +119,10 @@ def log_epoch(row: dict, cfg: Config, run_dir: Path, writer: SummaryWriter) -> N
 
 
 def save_samples(grid: torch.Tensor, epoch: int, run_dir: Path, writer: SummaryWriter) -> None:
-    """samples/epoch_NNNN.png and the TensorBoard image of a sample grid."""
+    """samples/epoch_NNNN.png and the TensorBoard image of a sample grid (float, in [0, 1])."""
     (run_dir / "samples").mkdir(exist_ok=True)
-    save_image(grid, run_dir / "samples" / f"epoch_{epoch:04d}.png")
+    png = png_bytes((grid * 255).round().to(torch.uint8))
+    (run_dir / "samples" / f"epoch_{epoch:04d}.png").write_bytes(png)
     writer.add_image("samples", grid, epoch)
 
 

@@ -15,7 +15,6 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 import torch
 from PIL import Image
-from torchvision.utils import make_grid
 
 from gan.config import GanError
 from gan.data import to_uint8
@@ -122,12 +121,24 @@ def batches(
         yield sample(G, seed, start, min(batch_size, n - start))
 
 
-def grid(images: torch.Tensor, nrow: int = 8, pad: int = 2, scale: int = 1) -> torch.Tensor:
-    """uint8 images (N, C, H, W) tiled nrow per row on black, each scaled up `scale` times."""
+def grid(
+    images: torch.Tensor, nrow: int = 8, pad: int = 2, scale: int = 1, fill: int = 0
+) -> torch.Tensor:
+    """uint8 images (N, C, H, W) tiled nrow per row, `pad` pixels of `fill` around each (black by
+    default), each scaled up `scale` times; one image comes back as itself, unpadded. The layout
+    of torchvision's make_grid, with the images' own channels (make_grid makes 1 into 3)."""
     if scale > 1:  # nearest-neighbour: the pixels stay as generated
         images = images.repeat_interleave(scale, -1).repeat_interleave(scale, -2)
-    # make_grid makes 1 channel into 3; keep the images' own channels
-    return make_grid(images, nrow=nrow, padding=pad, pad_value=0)[: images.shape[1]]
+    n, c, h, w = images.shape
+    if n == 1:
+        return images[0]
+    cols = min(nrow, n)
+    rows = -(-n // cols)
+    out = images.new_full((c, rows * (h + pad) + pad, cols * (w + pad) + pad), fill)
+    for i, image in enumerate(images):
+        y, x = (i // cols) * (h + pad) + pad, (i % cols) * (w + pad) + pad
+        out[:, y : y + h, x : x + w] = image
+    return out
 
 
 def grid_columns(n_cls: int) -> int:

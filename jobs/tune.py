@@ -108,7 +108,7 @@ def preflight(spec: Spec) -> None:
     dataset or weights file fails in seconds, not once per trial after minutes: the data is
     readable (or downloadable, then cached for the trials), and metric=fid has its weights."""
     from gan.data import load_split
-    from gan.extractors import URL_INCEPTION_V3, WAYS_OUT, load_weights, resolve_weights
+    from gan.extractors import load_weights, resolve_weights, ways_out
 
     variants = [spec.base]
     for key in INPUT_KEYS:
@@ -122,7 +122,7 @@ def preflight(spec: Spec) -> None:
         load_split(cfg, cfg.fid_ref_split)
         if cfg.metric == "fid" or cfg.kid:
             weights = resolve_weights(cfg)
-            load_weights(weights.path, "FID weights", WAYS_OUT.format(url=URL_INCEPTION_V3))
+            load_weights(weights.path, "FID weights", ways_out())
 
 
 def build_tuner(spec: Spec, storage: str, trainable=gan_trial) -> tune.Tuner:

@@ -112,6 +112,20 @@ def test_help_imports_no_ray_and_answers_at_once(argv):
     assert done.returncode == 0, done.stderr
 
 
+def test_a_trial_and_a_run_start_without_torchvision_or_torch_fidelity():
+    # torch-fidelity's package imports torchvision (and torchvision torch._dynamo, which a
+    # training run's first optimizer imports anyway): only FID, KID and the VGG features need them
+    code = (
+        "import sys\n"
+        "import jobs.trial, gan.train, gan.metrics, gan.evaluate, gan.generate, gan.serve\n"
+        "heavy = sorted(m for m in ('torchvision', 'torch_fidelity', 'torch._dynamo')"
+        " if m in sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+
+
 def test_the_console_script_s_help_is_fast():
     gan = Path(sys.executable).parent / "gan"
     assert gan.exists(), "the gan console script is not installed: make install"

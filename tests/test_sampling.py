@@ -54,3 +54,14 @@ def test_grid_tiles_on_black_and_keeps_the_channels():
     assert g.shape == (1, 2 * (8 + 2) + 2, 3 * (8 + 2) + 2) and g.dtype == torch.uint8
     assert g[0, 2, 2] == 1 and g[0, 2, 12] == 2 and g[0, 12, 2] == 4  # row-major, 3 per row
     assert g[0, 0, 0] == 0 and g[0, 12, 22] == 0  # padding and the empty cell are black
+
+
+def test_grid_is_torchvision_s_make_grid_with_the_images_own_channels():
+    from torchvision.utils import make_grid  # what grid replaces, so that torchvision is not loaded
+
+    images = torch.randint(0, 256, (11, 3, 5, 7), dtype=torch.uint8)
+    for n, c in [(11, 3), (11, 1), (4, 1), (1, 3), (1, 1), (8, 3)]:
+        for nrow, pad, fill in [(8, 2, 0), (3, 1, 255), (5, 0, 0), (12, 4, 7)]:
+            x = images[:n, :c]
+            want = make_grid(x, nrow=nrow, padding=pad, pad_value=fill)[:c]
+            assert torch.equal(grid(x, nrow, pad, fill=fill), want), (n, c, nrow, pad, fill)
