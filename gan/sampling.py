@@ -103,10 +103,12 @@ def sample(
     n: int,
     label: int | None = None,
     classes: Iterable[int] | None = None,
+    truncation: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(uint8 images, labels or None) of images start .. start+n-1 of `seed`. A conditional G
-    draws `label`, else `classes` (default all of its classes) in turn."""
-    z = latents(seed, start, n, G.latent_dim)
+    draws `label`, else `classes` (default all of its classes) in turn; `truncation` < 1 scales
+    each z towards 0 (typical images, less variety)."""
+    z = latents(seed, start, n, G.latent_dim) * truncation
     y = None
     if G.num_classes:
         y = labels_for(start, n, range(G.num_classes) if classes is None else classes, label)

@@ -48,6 +48,17 @@ def test_images_do_not_depend_on_batching_or_the_global_rng(tiny):
     assert torch.equal(latents(5, 2, 3, 16), latents(5, 0, 5, 16)[2:])
 
 
+def test_truncation_scales_each_z_of_the_same_draw(tiny):
+    from gan.sampling import render
+
+    G, _ = build_models(tiny(conditional=True), num_classes=10)
+    G.eval()
+    x, y = sample(G, EVAL_SEED, 4, 6, truncation=0.5)
+    assert torch.equal(x, render(G, latents(EVAL_SEED, 4, 6, G.latent_dim) * 0.5, y))
+    assert torch.equal(y, sample(G, EVAL_SEED, 4, 6)[1])  # the same labels
+    assert not torch.equal(x, sample(G, EVAL_SEED, 4, 6)[0])
+
+
 def test_grid_tiles_on_black_and_keeps_the_channels():
     x = torch.arange(1, 6, dtype=torch.uint8).view(5, 1, 1, 1).expand(5, 1, 4, 4).contiguous()
     g = grid(x, nrow=3, pad=2, scale=2)

@@ -18,12 +18,12 @@ import time
 
 import torch
 
-from bench.common import recipe_key
 from bench.rows.small import (
     RECIPES,
     SIZES,
     every_of,
     gan_config,
+    gan_run_dir,
     score_config,
     subset_config,
     work_dir,
@@ -38,17 +38,11 @@ FINE_TUNE = 0.5  # generated-then-real: the real phase's share of the steps
 
 def generated(G, n: int, scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """n images of the conditional G (classes in turn) from gan.utility's seed, z times scale."""
-    from gan.sampling import labels_for, latents, render
+    from gan.sampling import sample
     from gan.utility import GEN_SEED
 
-    xs, ys = [], []
-    with torch.no_grad():
-        for i in range(0, n, 1000):
-            k = min(1000, n - i)
-            y = labels_for(i, k, range(G.num_classes), None)
-            xs.append(render(G, latents(GEN_SEED, i, k, G.latent_dim) * scale, y))
-            ys.append(y)
-    return torch.cat(xs), torch.cat(ys)
+    drawn = [sample(G, GEN_SEED, i, min(1000, n - i), truncation=scale) for i in range(0, n, 1000)]
+    return torch.cat([x for x, _ in drawn]), torch.cat([y for _, y in drawn])
 
 
 def protocols(G, train, test, steps: int, n_gen: int = GEN_N, larger: int = LARGER) -> dict:
@@ -152,7 +146,7 @@ def run(args) -> dict:
             preset, overrides = RECIPES[label]
             every = every_of(size, epochs)
             cfg = gan_config(preset, overrides, size, epochs, every, args.data_dir, device)
-            run_dir = work / f"{size}" / f"{label}-{recipe_key(cfg)}"
+            run_dir = gan_run_dir(work, size, label, cfg)
             scores_path = run_dir / "scores.json"
             quick = " --quick" if args.quick else ""
             if not scores_path.is_file():

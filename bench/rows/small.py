@@ -239,6 +239,12 @@ def score_run(label: str, run: Path, size: int, data_dir: str, device: str) -> l
 # -- one curve, the bench -----------------------------------------------------------------------
 
 
+def gan_run_dir(work: Path, size: int, label: str, cfg) -> Path:
+    """Where the small row keeps a recipe's run on a subset: the recipe's label and the hash of
+    what it trains (recipe_key), so that a changed recipe starts a new run, not a resumed one."""
+    return work / f"{size}" / f"{label}-{recipe_key(cfg)}"
+
+
 def run_one(task: dict) -> tuple[str, int, list[dict], dict | None]:
     """Train (or resume) one recipe on one subset, then score it: (label, size, curve, config)."""
     if task["threads"]:
@@ -253,7 +259,7 @@ def run_one(task: dict) -> tuple[str, int, list[dict], dict | None]:
     from gan.config import to_dict
 
     cfg = gan_config(task["preset"], task["overrides"], size, epochs, every, data_dir, device)
-    run = task["work"] / f"{size}" / f"{label}-{recipe_key(cfg)}"
+    run = gan_run_dir(task["work"], size, label, cfg)
     if training:
         train_gan(run, cfg)
     curve = score_run(label, run, size, data_dir, device) if run.is_dir() else []
