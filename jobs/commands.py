@@ -5,6 +5,7 @@ options, as do `gan final` and `python jobs/final.py`, so --help and usage error
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 
 from gan.errors import guarded
@@ -67,12 +68,26 @@ def check_final(args: argparse.Namespace) -> None:
 CHECKS = {"tune": check_tune, "final": check_final}
 
 
-def job_main(job: str, run: Callable[[argparse.Namespace], int], argv: list[str] | None) -> int:
-    """`python jobs/<job>.py ARGS`: the same as `gan <job> ARGS`, its messages headed `<job>:`."""
-    about, add_arguments, rerun = JOBS[job]
+def script_parser(job: str) -> argparse.ArgumentParser:
+    """The command line of `python jobs/<job>.py`: `gan <job>`'s options."""
+    about, add_arguments, _ = JOBS[job]
     p = argparse.ArgumentParser(
         prog=f"python jobs/{job}.py", description=f"{about}; the same as gan {job}"
     )
     add_arguments(p)
-    args = p.parse_args(argv)
-    return guarded(job, lambda: run(args), rerun)
+    return p
+
+
+def check_script(job: str, argv: list[str] | None = None) -> None:
+    """`python jobs/<job>.py ARGS` before the script imports Ray and torch: --help, a usage error
+    and a config error answer at once (exit 0 or 2, one line); a good config goes on."""
+    args = script_parser(job).parse_args(argv)
+    code = guarded(job, lambda: CHECKS[job](args), JOBS[job][2])
+    if code:
+        sys.exit(code)
+
+
+def job_main(job: str, run: Callable[[argparse.Namespace], int], argv: list[str] | None) -> int:
+    """`python jobs/<job>.py ARGS`: the same as `gan <job> ARGS`, its messages headed `<job>:`."""
+    args = script_parser(job).parse_args(argv)
+    return guarded(job, lambda: run(args), JOBS[job][2])

@@ -10,6 +10,11 @@ retrain without Ray, with the same defaults (gan.best.FINAL: 1000 epochs, FID ev
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # the script: --help and config errors answer before Ray's import
+    from jobs.commands import check_script
+
+    check_script("final")
+
 import argparse
 import sys
 

@@ -10,6 +10,11 @@ their checkpoints.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # the script: --help and config errors answer before Ray's import
+    from jobs.commands import check_script
+
+    check_script("tune")
+
 import argparse
 import contextlib
 import os

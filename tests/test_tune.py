@@ -222,17 +222,22 @@ def test_gan_job_and_python_jobs_job_take_the_same_options(job, capsys):
     ],
 )
 def test_the_jobs_answer_a_user_error_in_one_line(argv, named, tmp_path):
-    """`gan tune|final` and the scripts `ray job submit` runs: one line, exit 2, before Ray."""
+    """`gan tune|final` and the scripts `ray job submit` runs: one line, exit 2, before Ray (and
+    torch) are imported: -X importtime lists every module a process imports on stderr."""
     gan = Path(sys.executable).parent / "gan"
     job, *rest = argv
     for cmd, prog in (
-        ([str(gan), *argv], "gan"),
-        ([sys.executable, ROOT / "jobs" / f"{job}.py", *rest], job),
+        ([sys.executable, "-X", "importtime", gan, *argv], "gan"),
+        ([sys.executable, "-X", "importtime", ROOT / "jobs" / f"{job}.py", *rest], job),
     ):
         done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
-        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
-        (line,) = [x for x in done.stderr.splitlines() if "error" in x]
+        lines = done.stderr.splitlines()
+        imported = {x.rsplit("|", 1)[1].strip() for x in lines if x.startswith("import time:")}
+        said = [x for x in lines if not x.startswith("import time:")]
+        assert done.returncode == 2 and "Traceback" not in done.stderr, said
+        (line,) = [x for x in said if "error" in x]
         assert line.startswith(f"{prog}: error: ") and named in line
+        assert "gan.config" in imported and not imported & {"ray", "torch"}, prog
     assert not (tmp_path / "results").exists()
 
 
