@@ -132,11 +132,31 @@ def test_the_augment_section_sets_each_mix_against_real_alone_trained_as_long():
             },
         },
     }
-    text = section(res, "cpu-x.json")
+    text = section([(res, "cpu-x.json")])
     rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("|")}
     assert "80.0% ± 0.4% (+1.0)" in rows["1:1"]
     assert "84.0% ± 0.4% (+1.0)" in rows["1:1, 2.5x steps"]
     assert "78.0% ± 0.4% (-1.0)" in rows["1:1, a larger draw"] and "50,000" in text
     assert "nothing kept" in rows["1:1, filtered"]
     assert "small-plus-r1 on 1,000 images (epoch 750)" in text and "cpu-x.json" in text
-    assert "on 1,000 images the best is 1:1, +1.0 points" in text
+    assert "small-plus-r1: on 1,000 images the best is 1:1, +1.0 points" in text.replace("\n", " ")
+    # a later run adds its columns, each against the real classifier of its own run
+    wide = {name: m(0.70) for name in MIXES} | {"1:1": m(0.75)}
+    later = {
+        **res,
+        "augment": {
+            **res["augment"],
+            "recipes": {"small-wide": {"1000": {"epoch": 900, "fd_domain": 1.5, "mixes": wide}}},
+        },
+    }
+    text = section([(res, "cpu-x.json"), (later, "cpu-y.json")])
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("|")}
+    assert rows["1:1"].rstrip(" |").endswith("75.0% ± 0.4% (+5.0)")
+    assert "small-wide on 1,000 images (epoch 900)" in text and "cpu-y.json" in text.replace(
+        "\n", " "
+    )
+    assert "small-wide: on 1,000 images the best is 1:1, +5.0 points" in text.replace("\n", " ")
+    with pytest.raises(ValueError, match="one table"):
+        section(
+            [(res, "cpu-x.json"), ({**later, "augment": {**later["augment"], "steps": 60}}, "q")]
+        )

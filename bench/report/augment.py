@@ -7,12 +7,11 @@ import textwrap
 from bench.report.markdown import table
 
 INTRO = """\
-`python -m bench augment` (`bench/results/{source}`, {cpu}, {cores} cores) takes the best
-checkpoint of a limited-data run above and trains the utility classifier of `gan evaluate
---utility` (the same small classifier, {steps} steps of 64 images, classifier seeds 0-2, tested on
-the 10,000 test images) on the real subset with the run's generated images mixed in other ways.
-Each is against the real subset alone and the 1:1 mix that `gan evaluate` reports, in the same
-run:
+`python -m bench augment` ({sources}) takes the best checkpoint of a limited-data run above and
+trains the utility classifier of `gan evaluate --utility` (the same small classifier, {steps} steps
+of 64 images, classifier seeds 0-2, tested on the 10,000 test images) on the real subset with the
+run's generated images mixed in other ways. Each column is one run's: every mix against the real
+subset alone and the 1:1 mix that `gan evaluate` reports, in the same run:
 """
 
 # what each mix trains on, in the table's order (the keys are the row's)
@@ -61,33 +60,44 @@ def _fill(text: str) -> str:
     return textwrap.fill(" ".join(text.split()), 99, break_on_hyphens=False) + "\n"
 
 
-def section(res: dict, source: str) -> str:
-    """The section's Markdown from the augment row's run."""
-    aug, m = res["augment"], res["machine"]
-    runs = [
-        (label, size, rec) for label, sizes in aug["recipes"].items() for size, rec in sizes.items()
+def section(runs: list[tuple[dict, str]]) -> str:
+    """The section's Markdown from the augment row's runs (res, file name): one column per
+    recipe and subset of each run, each against the real subset measured in its own run."""
+    cols = [
+        (res["augment"], label, size, rec)
+        for res, _ in runs
+        for label, sizes in res["augment"]["recipes"].items()
+        for size, rec in sizes.items()
     ]
+    first = runs[0][0]["augment"]
+    for aug, *_ in cols:  # one MIXES text describes every column
+        kept = ("steps", "truncation", "filter_p", "fine_tune")
+        if any(aug[k] != first[k] for k in kept):
+            raise ValueError(f"augment runs differ in {kept}: one table cannot hold them")
     header = ["mix", "what the classifier trains on"]
     header += [
-        f"{label} on {int(size):,} images (epoch {rec['epoch']})" for label, size, rec in runs
+        f"{label} on {int(size):,} images (epoch {rec['epoch']})" for _, label, size, rec in cols
     ]
     rows = []
-    larger = next((rec["mixes"]["1:1, a larger draw"]["generated"] for _, _, rec in runs), 50_000)
+    larger = next((rec["mixes"]["1:1, a larger draw"]["generated"] for *_, rec in cols), 50_000)
     for name, what in MIXES.items():
         text = what.format(
             larger=larger,
-            truncation=aug["truncation"],
-            filter_p=aug["filter_p"],
-            first=1 - aug["fine_tune"],
+            truncation=first["truncation"],
+            filter_p=first["filter_p"],
+            first=1 - first["fine_tune"],
         )
-        cells = [_cell(name, rec["mixes"]) for _, _, rec in runs]
-        rows.append([name, text, *cells])
-    verdict = "; ".join(_best(size, rec["mixes"]) for _, size, rec in runs)
+        rows.append([name, text, *(_cell(name, rec["mixes"]) for *_, rec in cols)])
+    verdict = "; ".join(f"{label}: " + _best(size, rec["mixes"]) for _, label, size, rec in cols)
+    sources = "; ".join(
+        f"`bench/results/{name}`, {res['machine']['cpu']}, {res['machine']['cores']} cores"
+        for res, name in runs
+    )
     return "\n".join(
         [
             "### Adding generated images to a limited real set\n",
-            _fill(INTRO.format(source=source, cpu=m["cpu"], cores=m["cores"], steps=aug["steps"])),
-            table(header, "ll" + "r" * len(runs), rows) + "\n",
+            _fill(INTRO.format(sources=sources, steps=first["steps"])),
+            table(header, "ll" + "r" * len(cols), rows) + "\n",
             _fill(
                 "Accuracy ± spread over the classifier seeds, and in brackets the points against "
                 f"real alone trained as long. Of the mixes with generated images, {verdict}."
