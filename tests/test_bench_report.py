@@ -29,6 +29,7 @@ def test_every_section_names_its_run():
         "small_anneal",
         "small_r1",
         "small_plus_r1",
+        "small_wide",
         "augment",
         "quick",
         "search",

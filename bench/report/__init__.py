@@ -22,6 +22,7 @@ SOURCES = {
     "small_anneal": "cpu-20261206-172452.json",  # small-anneal on both subsets
     "small_r1": "cpu-20261206-183745.json",  # small-r1 on 1,000 images
     "small_plus_r1": "cpu-20261206-232615.json",  # small-plus-r1 on both, to the end
+    "small_wide": "cpu-20261207-051410.json",  # small-wide (width 32) on 1,000 images
     "augment": "cpu-20261207-025758.json",  # small-plus-r1 images mixed into the real subsets
     "quick": "cpu-20261201-191617.json",  # screen, quick and asha rows
     "search": "cpu-20261205-084237.json",  # tuning methods against the exhaustive search
@@ -80,7 +81,10 @@ def page(out: Path, results: Path = RESULTS) -> str:
             small.section(
                 res["small"],
                 SOURCES["small"],
-                [(res[k], SOURCES[k]) for k in ("small_anneal", "small_r1", "small_plus_r1")],
+                [
+                    (res[k], SOURCES[k])
+                    for k in ("small_anneal", "small_r1", "small_plus_r1", "small_wide")
+                ],
                 out,
             ),
             augment.section([(res[k], SOURCES[k]) for k in AUGMENT]),
