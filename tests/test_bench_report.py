@@ -31,6 +31,7 @@ def test_every_section_names_its_run():
         "small_plus_r1",
         "small_wide",
         "augment",
+        "augment_wide",
         "quick",
         "search",
         "mfu",

@@ -24,6 +24,7 @@ SOURCES = {
     "small_plus_r1": "cpu-20261206-232615.json",  # small-plus-r1 on both, to the end
     "small_wide": "cpu-20261207-051410.json",  # small-wide (width 32) on 1,000 images
     "augment": "cpu-20261207-025758.json",  # small-plus-r1 images mixed into the real subsets
+    "augment_wide": "cpu-20261207-063627.json",  # small-wide's images, 1,000 real ones
     "quick": "cpu-20261201-191617.json",  # screen, quick and asha rows
     "search": "cpu-20261205-084237.json",  # tuning methods against the exhaustive search
     "train": "cpu-20261205-103732.json",  # fused blocks; the Intel host of the MFU rows
@@ -42,7 +43,7 @@ SOURCES = {
 }
 
 # the augment runs, one table: each run's columns against its own real-only classifier
-AUGMENT = ("augment",)
+AUGMENT = ("augment", "augment_wide")
 
 HEAD = """\
 # Benchmarks
