@@ -48,8 +48,8 @@ def generated(G, n: int, scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor
 def protocols(G, train, test, steps: int, n_gen: int = GEN_N, larger: int = LARGER) -> dict:
     """Test accuracy (mean, spread over gan.utility's seeds) of each way of mixing; G eval-mode
     and conditional, train and test labelled gan.data.Images."""
-    from gan.classifier import accuracy, fit_steps, predict
-    from gan.utility import BATCH, UTILITY_SEEDS, fit_classifier
+    from gan.classifier import fit_steps, predict
+    from gan.utility import BATCH, fit_classifier
 
     k = max(G.num_classes, int(train.labels.max()) + 1)
     real = (train.images, train.labels)
@@ -88,26 +88,25 @@ def protocols(G, train, test, steps: int, n_gen: int = GEN_N, larger: int = LARG
     }
     out = {}
     for name, fit in mixes.items():
-        out[name] = _score(fit, test, UTILITY_SEEDS, accuracy)
+        out[name] = _score(fit, test)
     for name, make in lazy.items():
         other = make()
         if not len(other[0]):  # the filter kept nothing: no mix to train
             out[name] = {"accuracy": None, "std": None, "seconds": 0.0, "generated": 0}
             continue
-        out[name] = _score(
-            lambda s, o=other: fit_classifier([real, o], k, s, "cpu", steps),
-            test,
-            UTILITY_SEEDS,
-            accuracy,
-        )
+        out[name] = _score(lambda s, o=other: fit_classifier([real, o], k, s, "cpu", steps), test)
         out[name]["generated"] = len(other[0])
-    out["generated, then real"] = _score(then_real, test, UTILITY_SEEDS, accuracy)
+    out["generated, then real"] = _score(then_real, test)
     return out
 
 
-def _score(fit, test, seeds, accuracy) -> dict:
+def _score(fit, test) -> dict:
+    """Test accuracy of fit(seed) over gan.utility's classifier seeds: mean, spread, seconds."""
+    from gan.classifier import accuracy
+    from gan.utility import UTILITY_SEEDS
+
     t = time.perf_counter()
-    accs = [accuracy(fit(s), test.images, test.labels) for s in seeds]
+    accs = [accuracy(fit(s), test.images, test.labels) for s in UTILITY_SEEDS]
     return {
         "accuracy": statistics.mean(accs),
         "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
@@ -135,6 +134,7 @@ def run(args) -> dict:
         "fine_tune": FINE_TUNE,
         "recipes": {},
     }
+    test, trains = None, {}  # read once each, and only once a run is found to score
     for label in recipes:
         for size in sizes:
             if label not in RECIPES or size not in SIZES:
@@ -165,10 +165,12 @@ def run(args) -> dict:
             best = min(scores.values(), key=lambda r: r["fd_domain"])
             G, _, _ = load_generator(run_dir / "checkpoints" / best["checkpoint"], device)
             G.eval()
-            train = load_split(subset_config(size, args.data_dir), "train")
-            test = load_split(score_config(args.data_dir), "test")
+            if test is None:
+                test = load_split(score_config(args.data_dir), "test")
+            if size not in trains:
+                trains[size] = load_split(subset_config(size, args.data_dir), "train")
             n_gen, larger = (1000, 2000) if args.quick else (GEN_N, LARGER)
-            res = protocols(G, train, test, steps, n_gen, larger)
+            res = protocols(G, trains[size], test, steps, n_gen, larger)
             out["recipes"].setdefault(label, {})[str(size)] = {
                 "epoch": best["epoch"],
                 "fd_domain": best["fd_domain"],
