@@ -119,8 +119,7 @@ def test_the_augment_bench_names_the_row_that_makes_its_run(tmp_path, monkeypatc
     """No run, an unfinished run, an unknown recipe: one line naming what to run, exit 2."""
     from bench import RESULTS
     from bench.__main__ import main as bench
-    from bench.common import recipe_key
-    from bench.rows.small import RECIPES, every_of, gan_config
+    from bench.rows.small import RECIPES, every_of, gan_config, gan_run_dir
 
     monkeypatch.setenv("GAN_BENCH_WORK", str(tmp_path / "work"))
     argv = ["augment", "--quick", "--sizes", "1000", "--data-dir", str(tmp_path)]
@@ -138,7 +137,7 @@ def test_the_augment_bench_names_the_row_that_makes_its_run(tmp_path, monkeypatc
     )
     preset, overrides = RECIPES["small-plus-r1"]  # where the small row keeps its 2-epoch run
     cfg = gan_config(preset, overrides, 1000, 2, every_of(1000, 2), str(tmp_path), "cpu")
-    run = tmp_path / "work" / "small-quick" / "1000" / f"small-plus-r1-{recipe_key(cfg)}"
+    run = gan_run_dir(tmp_path / "work" / "small-quick", 1000, "small-plus-r1", cfg)
     run.mkdir(parents=True)
     (run / "scores.json").write_text(json.dumps({"a": {"epoch": 1, "fd_domain": 9.0}}))
     refused([], "scored to epoch 1 of 2; run .*--quick` to its end first")
